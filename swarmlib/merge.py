@@ -1,0 +1,557 @@
+"""Merge strategies: how the updates of several peers become one model.
+
+Pure numpy; nothing here touches the network. Each strategy merges a *shard*: a
+slice of the flattened parameter vector (or, for local use, the whole vector or
+any array). The sharded exchange calls the same code on every owner's shard.
+
+Strategies that are coordinate-wise (:class:`Mean`, :class:`CoordinateMedian`,
+:class:`TrimmedMean`) need nothing beyond the shard, so merging shard by shard is
+**exactly** (bit for bit) their whole-vector definition. Strategies that need
+whole-vector quantities (:class:`GeometricMedian`, :class:`Krum`,
+:class:`MultiKrum`) compute *partial* squared distances on their shard and ask
+``ctx.reduce`` to sum those few scalars over all shards; the sharded result
+equals the whole-vector definition up to floating-point summation order (the
+Krum selection is the same except on exact ties; the geometric median agrees
+within its tolerance). ``ctx.reduce`` is the identity when the shard is the
+whole vector.
+
+Every strategy first validates its inputs (:func:`validate`): equal shapes and
+dtypes, positive finite weights, and finite values. An update with NaN or Inf is
+refused with :class:`~swarmlib.errors.NonFiniteUpdate` naming the peer and the
+layer; it is never merged. Results keep the input dtype and shape; arithmetic
+runs in float64 and is exact for identical inputs (merging N copies of a model
+returns that model bit for bit).
+
+References:
+    * Mean (weighted by dataset size): McMahan et al., "Communication-Efficient
+      Learning of Deep Networks from Decentralized Data", AISTATS 2017.
+    * Coordinate-wise median and trimmed mean: Yin et al., "Byzantine-Robust
+      Distributed Learning: Towards Optimal Statistical Rates", ICML 2018.
+    * Geometric median (smoothed Weiszfeld): Pillutla, Kakade, Harchaoui,
+      "Robust Aggregation for Federated Learning", IEEE TSP 2022 (arXiv:1912.13445).
+    * Krum and Multi-Krum: Blanchard et al., "Machine Learning with Adversaries:
+      Byzantine Tolerant Gradient Descent", NeurIPS 2017.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from swarmlib.errors import (
+    ConfigurationError,
+    DtypeMismatch,
+    InvalidWeight,
+    NonFiniteUpdate,
+    ShapeMismatch,
+)
+from swarmlib.params import Layout
+
+__all__ = [
+    "STRATEGIES",
+    "CoordinateMedian",
+    "GeometricMedian",
+    "Krum",
+    "Mean",
+    "MultiKrum",
+    "ShardContext",
+    "Strategy",
+    "TrimmedMean",
+    "get_strategy",
+    "krum_scores",
+    "pairwise_sq_distances",
+    "trimmed_mean",
+    "validate",
+    "weighted_mean",
+    "weighted_median",
+]
+
+logger = logging.getLogger(__name__)
+
+Reduce = Callable[[np.ndarray], np.ndarray]
+
+
+def _identity(partial: np.ndarray) -> np.ndarray:
+    return partial
+
+
+@dataclass(frozen=True)
+class ShardContext:
+    """Where a shard sits and how to reach the other shards.
+
+    Attributes:
+        peers: Name of each peer, in the order of the shards. Used in errors.
+            Defaults to ``"peer 0"``, ``"peer 1"``, ….
+        offset: Position of the shard's first value in the flattened vector.
+            Defaults to 0.
+        layout: Layer layout of the flattened vector, to name layers in errors.
+            Defaults to ``None`` (errors name coordinates).
+        reduce: Sums a small float64 vector over all shards of the model and
+            returns the total, identical on every owner. Defaults to the
+            identity (the shard is the whole model).
+    """
+
+    peers: Sequence[str] | None = None
+    offset: int = 0
+    layout: Layout | None = None
+    reduce: Reduce = field(default=_identity)
+
+    def peer(self, i: int) -> str:
+        """Name of peer ``i``."""
+        return self.peers[i] if self.peers is not None else f"peer {i}"
+
+    def where(self, index: int | None = None, size: int = 0) -> str:
+        """Name of the layer at shard index ``index`` (or of the whole shard)."""
+        if index is None:
+            start, stop = self.offset, self.offset + size
+            if self.layout is not None:
+                return self.layout.layers_in(start, stop)
+            return f"coordinates {start}..{stop}"
+        if self.layout is not None:
+            return self.layout.layer_at(self.offset + index)
+        return f"coordinate {self.offset + index}"
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def validate(
+    shards: Sequence[npt.ArrayLike],
+    weights: Sequence[float] | npt.ArrayLike | None = None,
+    ctx: ShardContext | None = None,
+) -> tuple[list[np.ndarray], np.ndarray, ShardContext]:
+    """Check that updates can be merged and return them as arrays.
+
+    Returns:
+        ``(arrays, weights, ctx)`` with weights as float64.
+
+    Raises:
+        ConfigurationError: no shards, or the number of weights or peer names
+            differs from the number of shards.
+        DtypeMismatch: a peer's dtype differs from the first peer's, or is not
+            floating point.
+        ShapeMismatch: a peer's shape differs from the first peer's.
+        InvalidWeight: a weight is zero, negative, NaN or Inf.
+        NonFiniteUpdate: a peer's update holds NaN or Inf.
+    """
+    ctx = ctx or ShardContext()
+    arrays = [np.asarray(s) for s in shards]
+    if not arrays:
+        raise ConfigurationError("Nothing to merge: got no updates.")
+    if ctx.peers is not None and len(ctx.peers) != len(arrays):
+        raise ConfigurationError(f"Got {len(ctx.peers)} peer names for {len(arrays)} updates.")
+    w = np.ones(len(arrays)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(arrays),):
+        raise ConfigurationError(f"Got {w.size} weights for {len(arrays)} updates.")
+    ref = arrays[0]
+    for i, a in enumerate(arrays):
+        if a.dtype.kind != "f":
+            raise DtypeMismatch(
+                f"Update from {ctx.peer(i)} has dtype {a.dtype} in {ctx.where(size=a.size)}; "
+                "only floating-point parameters can be merged.",
+                peer=ctx.peer(i),
+                layer=ctx.where(size=a.size),
+            )
+        if a.dtype != ref.dtype:
+            raise DtypeMismatch(
+                f"Update from {ctx.peer(i)} has dtype {a.dtype} in {ctx.where(size=a.size)}, "
+                f"but {ctx.peer(0)} sent {ref.dtype}. All peers must train the same model.",
+                peer=ctx.peer(i),
+                layer=ctx.where(size=a.size),
+            )
+        if a.shape != ref.shape:
+            raise ShapeMismatch(
+                f"Update from {ctx.peer(i)} has shape {a.shape} in {ctx.where(size=ref.size)}, "
+                f"but {ctx.peer(0)} sent {ref.shape}. All peers must train the same model.",
+                peer=ctx.peer(i),
+                layer=ctx.where(size=ref.size),
+            )
+        if not (np.isfinite(w[i]) and w[i] > 0):
+            raise InvalidWeight(
+                f"Merge weight of {ctx.peer(i)} is {w[i]}; weights must be positive and finite.",
+                peer=ctx.peer(i),
+            )
+        finite = np.isfinite(a)
+        if not finite.all():
+            bad = int(np.flatnonzero(~finite.reshape(-1))[0])
+            value = a.reshape(-1)[bad]
+            raise NonFiniteUpdate(
+                f"Update from {ctx.peer(i)} holds {value} at {ctx.where(bad)}; "
+                "it was refused and not merged. Check that peer's training (learning "
+                "rate, loss scaling) and retry the round without it.",
+                peer=ctx.peer(i),
+                layer=ctx.where(bad),
+            )
+    return arrays, w, ctx
+
+
+# --------------------------------------------------------------------- arithmetic
+
+
+def weighted_mean(arrays: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """Weighted mean ``sum(w_i x_i) / sum(w_i)``, in float64, cast back to the input dtype.
+
+    Computed as ``x_0 + sum(w_i / W (x_i - x_0))`` so that identical inputs are
+    returned bit for bit.
+    """
+    ref = arrays[0]
+    share = weights / weights.sum()
+    acc = np.zeros(ref.shape, dtype=np.float64)
+    diff = np.empty(ref.shape, dtype=np.float64)
+    for a, s in zip(arrays[1:], share[1:], strict=True):
+        np.subtract(a, ref, out=diff, dtype=np.float64)
+        diff *= s
+        acc += diff
+    acc += ref
+    return acc.astype(ref.dtype, copy=False)
+
+
+def _sort_with_weights(
+    arrays: Sequence[np.ndarray], weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stack and sort per coordinate by (value, weight), carrying each value's weight.
+
+    Breaking ties between equal values by weight makes the result independent of
+    the order in which peers are listed.
+    """
+    x = np.stack(arrays)
+    w = np.broadcast_to(weights.reshape((-1,) + (1,) * (x.ndim - 1)), x.shape)
+    order = np.lexsort((w, x), axis=0)
+    return np.take_along_axis(x, order, axis=0), np.take_along_axis(w, order, axis=0)
+
+
+def weighted_median(arrays: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """Coordinate-wise weighted median.
+
+    Per coordinate, the smallest value whose cumulative weight reaches half the
+    total; when the cumulative weight hits exactly half, the mean of that value
+    and the next. With equal weights this is ``np.median``.
+    """
+    xs, ws = _sort_with_weights(arrays, weights)
+    n = xs.shape[0]
+    cum = np.cumsum(ws, axis=0)
+    total = cum[-1]
+    idx = np.argmax(2.0 * cum >= total, axis=0)[np.newaxis]
+    lo = np.take_along_axis(xs, idx, axis=0)[0].astype(np.float64)
+    hi = np.take_along_axis(xs, np.minimum(idx + 1, n - 1), axis=0)[0].astype(np.float64)
+    exact = 2.0 * np.take_along_axis(cum, idx, axis=0)[0] == total
+    out = np.where(exact, (lo + hi) / 2.0, lo)
+    return out.astype(xs.dtype, copy=False)
+
+
+def trimmed_mean(arrays: Sequence[np.ndarray], weights: np.ndarray, k: int) -> np.ndarray:
+    """Per coordinate, drop the ``k`` highest and ``k`` lowest values and average the rest.
+
+    Kept values are averaged with their peers' weights (equal weights give the
+    plain trimmed mean of Yin et al.).
+    """
+    xs, ws = _sort_with_weights(arrays, weights)
+    n = xs.shape[0]
+    xs, ws = xs[k : n - k], ws[k : n - k]
+    ref = xs[0].astype(np.float64)
+    acc = (ws * (xs.astype(np.float64) - ref)).sum(axis=0) / ws.sum(axis=0)
+    return (acc + ref).astype(xs.dtype, copy=False)
+
+
+def pairwise_sq_distances(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Squared Euclidean distances between all pairs, as the upper triangle (i < j), float64."""
+    n = len(arrays)
+    out = np.empty(n * (n - 1) // 2)
+    pos = 0
+    diff = np.empty(arrays[0].shape, dtype=np.float64)
+    for i in range(n):
+        for j in range(i + 1, n):
+            np.subtract(arrays[i], arrays[j], out=diff, dtype=np.float64)
+            out[pos] = float(np.dot(diff.reshape(-1), diff.reshape(-1)))
+            pos += 1
+    return out
+
+
+def krum_scores(upper: np.ndarray, n: int, f: int) -> np.ndarray:
+    """Krum score of each of ``n`` peers from the pairwise squared distances ``upper``.
+
+    The score of peer i is the sum of its ``n - f - 2`` smallest squared
+    distances to the other peers.
+    """
+    d = np.zeros((n, n))
+    d[np.triu_indices(n, k=1)] = upper
+    d = d + d.T
+    np.fill_diagonal(d, np.inf)
+    nearest = np.sort(d, axis=1)[:, : n - f - 2]
+    return np.asarray(nearest.sum(axis=1))
+
+
+# --------------------------------------------------------------------- strategies
+
+
+class Strategy(ABC):
+    """A merge strategy. Call it on the peers' shards: ``strategy(shards, weights, ctx)``."""
+
+    name: ClassVar[str]
+    #: True when merging shard by shard is bit-for-bit the whole-vector definition.
+    exact_when_sharded: ClassVar[bool]
+    @property
+    def min_peers(self) -> int:
+        """Smallest number of peers the strategy accepts."""
+        return 1
+
+    def __call__(
+        self,
+        shards: Sequence[npt.ArrayLike],
+        weights: Sequence[float] | npt.ArrayLike | None = None,
+        ctx: ShardContext | None = None,
+    ) -> np.ndarray:
+        """Validate the shards and merge them.
+
+        Args:
+            shards: One array per peer, all of the same shape and dtype.
+            weights: One positive weight per peer. Defaults to equal weights.
+            ctx: Peer names, layout and the cross-shard ``reduce``. Defaults to a
+                whole-vector context.
+
+        Returns:
+            The merged array, of the shards' shape and dtype.
+
+        Raises:
+            MergeError: a subclass naming the peer and layer at fault.
+            ConfigurationError: fewer peers than the strategy needs.
+        """
+        arrays, w, ctx = validate(shards, weights, ctx)
+        if len(arrays) < self.min_peers:
+            raise ConfigurationError(
+                f"{self!r} needs at least {self.min_peers} peers; got {len(arrays)}."
+            )
+        return self._merge(arrays, w, ctx)
+
+    @abstractmethod
+    def _merge(self, arrays: list[np.ndarray], w: np.ndarray, ctx: ShardContext) -> np.ndarray:
+        """Merge validated arrays."""
+
+    def describe(self) -> dict[str, Any]:
+        """Name and parameters; peers compare these before a round to agree on the merge."""
+        return {"name": self.name, **{k: v for k, v in vars(self).items()}}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({params})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Strategy) and self.describe() == other.describe()
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+
+class Mean(Strategy):
+    """Weighted mean; with equal weights the plain mean (FedAvg, McMahan et al. 2017)."""
+
+    name = "mean"
+    exact_when_sharded = True
+
+    def _merge(self, arrays: list[np.ndarray], w: np.ndarray, ctx: ShardContext) -> np.ndarray:
+        return weighted_mean(arrays, w)
+
+
+class CoordinateMedian(Strategy):
+    """Coordinate-wise weighted median (Yin et al. 2018). Robust to < half corrupted weight."""
+
+    name = "coordinate_median"
+    exact_when_sharded = True
+
+    def _merge(self, arrays: list[np.ndarray], w: np.ndarray, ctx: ShardContext) -> np.ndarray:
+        return weighted_median(arrays, w)
+
+
+class TrimmedMean(Strategy):
+    """Coordinate-wise trimmed mean (Yin et al. 2018): drop the ``k`` highest and lowest values.
+
+    Args:
+        k: How many values to drop at each end, per coordinate. Needs more than
+            ``2k`` peers. Defaults to 1.
+    """
+
+    name = "trimmed_mean"
+    exact_when_sharded = True
+
+    def __init__(self, k: int = 1):
+        if not isinstance(k, int) or k < 0:
+            raise ConfigurationError(
+                f"Invalid value for argument `k`. Received: k={k!r}. Expected an int >= 0."
+            )
+        self.k = k
+
+    @property
+    def min_peers(self) -> int:
+        """More than ``2k`` peers, so that something is left after trimming."""
+        return 2 * self.k + 1
+
+    def _merge(self, arrays: list[np.ndarray], w: np.ndarray, ctx: ShardContext) -> np.ndarray:
+        return trimmed_mean(arrays, w, self.k)
+
+
+class GeometricMedian(Strategy):
+    """Weighted geometric median by the smoothed Weiszfeld algorithm (Pillutla et al. 2022).
+
+    Starts from the weighted mean and iterates
+    ``z <- sum(b_i x_i) / sum(b_i)`` with ``b_i = w_i / max(||z - x_i||, eps)``.
+    It stops when a step moves ``z`` by at most ``tol * (1 + ||z||)`` (norms over
+    the whole vector) or after ``max_iter`` steps. Each step costs one
+    ``ctx.reduce`` of ``N + 2`` scalars in the sharded exchange.
+
+    Args:
+        tol: Relative step size at which to stop. Defaults to 1e-6.
+        max_iter: Cap on Weiszfeld steps. Defaults to 100.
+        eps: Smoothing: distances below ``eps`` count as ``eps``. Defaults to 1e-8.
+    """
+
+    name = "geometric_median"
+    exact_when_sharded = False
+
+    def __init__(self, tol: float = 1e-6, max_iter: int = 100, eps: float = 1e-8):
+        if not tol > 0:
+            raise ConfigurationError(f"Invalid value for argument `tol`. Received: tol={tol!r}.")
+        if not isinstance(max_iter, int) or max_iter < 1:
+            raise ConfigurationError(
+                f"Invalid value for argument `max_iter`. Received: max_iter={max_iter!r}. "
+                "Expected a positive int."
+            )
+        if not eps > 0:
+            raise ConfigurationError(f"Invalid value for argument `eps`. Received: eps={eps!r}.")
+        self.tol = float(tol)
+        self.max_iter = max_iter
+        self.eps = float(eps)
+
+    def _merge(self, arrays: list[np.ndarray], w: np.ndarray, ctx: ShardContext) -> np.ndarray:
+        n = len(arrays)
+        x = [a.astype(np.float64, copy=False).reshape(-1) for a in arrays]
+        z = weighted_mean(x, w)
+        step2 = np.inf
+        for _ in range(self.max_iter):
+            partial = np.empty(n + 2)
+            for i, xi in enumerate(x):
+                d = z - xi
+                partial[i] = np.dot(d, d)
+            partial[n] = step2 if np.isfinite(step2) else 0.0
+            partial[n + 1] = np.dot(z, z)
+            total = ctx.reduce(partial)
+            if np.isfinite(step2) and np.sqrt(total[n]) <= self.tol * (1 + np.sqrt(total[n + 1])):
+                break
+            beta = w / np.maximum(np.sqrt(total[:n]), self.eps)
+            z_new = weighted_mean(x, beta)
+            d = z_new - z
+            step2 = float(np.dot(d, d))
+            z = z_new
+        return z.astype(arrays[0].dtype).reshape(arrays[0].shape)
+
+
+class Krum(Strategy):
+    """Krum (Blanchard et al. 2017): keep the one update closest to its ``n - f - 2`` neighbours.
+
+    Tolerates ``f`` Byzantine peers when ``n >= 2f + 3``. When several updates
+    share the best score exactly, their weighted mean is returned, so the result
+    never depends on the order of the peers. Distances are whole-vector: in the sharded exchange each owner
+    sends ``n(n-1)/2`` partial squared distances.
+
+    Args:
+        f: Number of Byzantine peers to tolerate. Defaults to 1.
+    """
+
+    name = "krum"
+    exact_when_sharded = False
+
+    def __init__(self, f: int = 1):
+        if not isinstance(f, int) or f < 0:
+            raise ConfigurationError(
+                f"Invalid value for argument `f`. Received: f={f!r}. Expected an int >= 0."
+            )
+        self.f = f
+
+    @property
+    def min_peers(self) -> int:
+        """``2f + 3`` peers, the bound under which Krum tolerates ``f`` Byzantine peers."""
+        return 2 * self.f + 3
+
+    def _select(self, arrays: list[np.ndarray], ctx: ShardContext, m: int) -> np.ndarray:
+        """Indices of the ``m`` best-scored updates, plus any tied with the ``m``-th."""
+        total = ctx.reduce(pairwise_sq_distances(arrays))
+        scores = krum_scores(total, len(arrays), self.f)
+        cutoff = np.sort(scores)[m - 1]
+        chosen = np.flatnonzero(scores <= cutoff)
+        logger.debug("Krum kept %s (scores %s)", [ctx.peer(int(i)) for i in chosen], scores)
+        return chosen
+
+    def _merge(self, arrays: list[np.ndarray], w: np.ndarray, ctx: ShardContext) -> np.ndarray:
+        chosen = self._select(arrays, ctx, 1)
+        return weighted_mean([arrays[int(i)] for i in chosen], w[chosen])
+
+
+class MultiKrum(Krum):
+    """Multi-Krum (Blanchard et al. 2017): weighted mean of the ``m`` best-scored updates.
+
+    Updates tied with the ``m``-th best score are kept too, so the result does
+    not depend on the order of the peers.
+
+    Args:
+        f: Number of Byzantine peers to tolerate. Defaults to 1.
+        m: How many updates to average. Defaults to ``n - f``.
+    """
+
+    name = "multi_krum"
+
+    def __init__(self, f: int = 1, m: int | None = None):
+        super().__init__(f)
+        if m is not None and (not isinstance(m, int) or m < 1):
+            raise ConfigurationError(
+                f"Invalid value for argument `m`. Received: m={m!r}. Expected a positive int."
+            )
+        self.m = m
+
+    def _merge(self, arrays: list[np.ndarray], w: np.ndarray, ctx: ShardContext) -> np.ndarray:
+        m = self.m if self.m is not None else len(arrays) - self.f
+        chosen = self._select(arrays, ctx, min(m, len(arrays)))
+        return weighted_mean([arrays[int(i)] for i in chosen], w[chosen])
+
+
+#: Strategy classes by name, with the spellings HPE Swarm Learning uses.
+STRATEGIES: dict[str, type[Strategy]] = {
+    "mean": Mean,
+    "coordinate_median": CoordinateMedian,
+    "coordmedian": CoordinateMedian,
+    "median": CoordinateMedian,
+    "trimmed_mean": TrimmedMean,
+    "geometric_median": GeometricMedian,
+    "geomedian": GeometricMedian,
+    "krum": Krum,
+    "multi_krum": MultiKrum,
+}
+
+
+def get_strategy(spec: str | Strategy, **params: Any) -> Strategy:
+    """Resolve a strategy name (or pass a strategy through).
+
+    Args:
+        spec: A :class:`Strategy`, or one of the names in :data:`STRATEGIES`.
+        **params: Parameters for the strategy's constructor (e.g. ``k=2``).
+
+    Raises:
+        ConfigurationError: for an unknown name or parameter.
+    """
+    if isinstance(spec, Strategy):
+        if params:
+            raise ConfigurationError("Pass parameters either in the Strategy or as keywords.")
+        return spec
+    cls = STRATEGIES.get(str(spec).lower())
+    if cls is None:
+        raise ConfigurationError(
+            f"Unknown merge strategy {spec!r}. Choose one of: {', '.join(sorted(STRATEGIES))}."
+        )
+    try:
+        return cls(**params)
+    except TypeError as e:
+        raise ConfigurationError(f"Bad parameters for merge strategy {spec!r}: {e}") from e

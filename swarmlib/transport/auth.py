@@ -1,0 +1,90 @@
+"""CURVE key pairs and the ZAP authenticator that admits only this round's participants."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import zmq
+import zmq.auth.thread
+
+__all__ = ["ZAP_DOMAIN", "CurveKeyPair", "ParticipantAuthenticator"]
+
+#: ZAP domain of the control socket; the authenticator serves exactly this domain.
+ZAP_DOMAIN = "swarmlib"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, repr=False)
+class CurveKeyPair:
+    """A ZeroMQ CURVE key pair, both halves Z85-encoded (40 bytes each).
+
+    The secret half never appears in ``repr`` or logs.
+    """
+
+    public: bytes
+    secret: bytes
+
+    @classmethod
+    def generate(cls) -> CurveKeyPair:
+        """A fresh key pair (``zmq.curve_keypair``)."""
+        public, secret = zmq.curve_keypair()
+        return cls(public, secret)
+
+    def __repr__(self) -> str:
+        return f"CurveKeyPair(public={self.public.decode()!r})"
+
+
+class _Allowlist:
+    """Credentials provider for ``zmq.auth``: a key is admitted iff it is in the set."""
+
+    def __init__(self) -> None:
+        self._keys: frozenset[bytes] = frozenset()
+        self._lock = threading.Lock()
+        self._warned: set[bytes] = set()
+
+    def replace(self, keys: Iterable[bytes]) -> None:
+        with self._lock:
+            self._keys = frozenset(keys)
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        with self._lock:
+            allowed = key in self._keys
+        if not allowed:
+            # a participant that starts its round before this node is refused too, and
+            # retries every 0.2 s: warn once per key, then keep quiet
+            level = logging.DEBUG if key in self._warned else logging.WARNING
+            self._warned.add(key)
+            logger.log(
+                level,
+                "Refused a CURVE connection from public key %s: not a participant of "
+                "the round this node is in (domain %r)",
+                key.decode(errors="replace"),
+                domain,
+            )
+        return allowed
+
+
+class ParticipantAuthenticator:
+    """A ZAP handler on ``context`` that accepts CURVE clients whose key is allowed.
+
+    Runs ``zmq.auth``'s thread authenticator with a callback, so the set of
+    allowed keys can change between rounds without restarting anything.
+    """
+
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]]):
+        self._allow = _Allowlist()
+        self._auth = zmq.auth.thread.ThreadAuthenticator(context, log=logger)
+        self._auth.start()
+        self._auth.configure_curve_callback(domain=ZAP_DOMAIN, credentials_provider=self._allow)
+
+    def allow_only(self, public_keys: Iterable[bytes]) -> None:
+        """Admit exactly these Z85 public keys from now on."""
+        self._allow.replace(public_keys)
+
+    def stop(self) -> None:
+        """Stop the authenticator thread."""
+        self._auth.stop()

@@ -1,0 +1,123 @@
+"""Wire format of the exchange: a small JSON header frame, then at most one raw buffer.
+
+Nothing is pickled. A header is compact JSON with a fixed schema per message
+kind; :func:`parse_header` refuses anything else (unknown kind, missing or extra
+field, wrong type, oversized frame) with a reason that the receiver logs. The
+header bytes, exactly as sent, are the associated data of the AES-GCM seal, so
+every field (round, attempt, sender, receiver, shard, dtype, length, weight) is
+authenticated together with the buffer.
+
+Kinds:
+
+========  =========  ==========================================================
+kind      socket     meaning and payload
+========  =========  ==========================================================
+key       control    sender's per-round AES key for the receiver (32 bytes, or
+                     none in plaintext mode), its data endpoint and model facts
+reduce    control    partial float64 sums for a strategy's cross-shard reduce
+abort     control    the sender gives up this attempt; names the culprits
+contrib   data       the sender's slice of the receiver's shard, with its weight
+merged    data       the sender's merged shard, for every participant
+========  =========  ==========================================================
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ABORT",
+    "CONTRIB",
+    "KEY",
+    "MAX_HEADER_BYTES",
+    "MERGED",
+    "PROTOCOL_VERSION",
+    "REDUCE",
+    "WIRE_DTYPES",
+    "encode_header",
+    "parse_header",
+]
+
+PROTOCOL_VERSION = 1
+MAX_HEADER_BYTES = 2048
+
+KEY = "key"
+REDUCE = "reduce"
+ABORT = "abort"
+CONTRIB = "contrib"
+MERGED = "merged"
+
+#: dtypes allowed on the wire (little-endian floats).
+WIRE_DTYPES = frozenset({"<f2", "<f4", "<f8"})
+
+_COMMON: dict[str, type] = {"v": int, "k": str, "r": int, "a": int, "s": int, "t": int}
+_SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
+    KEY: {"n": int, "dt": str, "st": str, "data": str, "enc": bool},
+    REDUCE: {"q": int, "n": int},
+    ABORT: {"c": list, "why": str, "timeout": bool},
+    CONTRIB: {"i": int, "dt": str, "n": int, "w": (int, float), "nonce": str},
+    MERGED: {"i": int, "dt": str, "n": int, "nonce": str},
+}
+
+
+def encode_header(kind: str, **fields: Any) -> bytes:
+    """Serialise a header; raises ``ValueError`` on a non-finite number."""
+    header = {"v": PROTOCOL_VERSION, "k": kind, **fields}
+    return json.dumps(header, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name}")
+
+
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    # bool is an int in Python; a header field typed int must not accept true/false
+    if isinstance(value, bool) and kind is not bool:
+        return False
+    return isinstance(value, kind)
+
+
+def parse_header(raw: bytes | memoryview) -> tuple[dict[str, Any] | None, str]:
+    """Parse and check a header frame.
+
+    Returns:
+        ``(header, "")`` when it is well formed, else ``(None, reason)``.
+    """
+    if len(raw) > MAX_HEADER_BYTES:
+        return None, f"header of {len(raw)} bytes is larger than {MAX_HEADER_BYTES}"
+    try:
+        header = json.loads(bytes(raw), parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as e:
+        return None, f"header is not JSON ({e})"
+    if not isinstance(header, dict):
+        return None, "header is not an object"
+    if header.get("v") != PROTOCOL_VERSION:
+        return None, f"protocol version {header.get('v')!r}, expected {PROTOCOL_VERSION}"
+    schema = _SCHEMA.get(header.get("k"))  # type: ignore[arg-type]
+    if schema is None:
+        return None, f"unknown message kind {header.get('k')!r}"
+    expected = {**_COMMON, **schema}
+    if set(header) != set(expected):
+        return None, f"fields {sorted(header)} do not match {sorted(expected)}"
+    for name, kind in expected.items():
+        if not _is(header[name], kind):
+            return None, f"field {name!r} has the wrong type"
+    for name in ("r", "a", "s", "t", "n", "i", "q"):
+        if name in header and header[name] < 0:
+            return None, f"field {name!r} is negative"
+    if "dt" in header and header["dt"] not in WIRE_DTYPES:
+        return None, f"dtype {header['dt']!r} is not allowed on the wire"
+    if "w" in header and not math.isfinite(header["w"]):
+        return None, "weight is not finite"
+    if "nonce" in header and header["nonce"] and len(header["nonce"]) != 24:
+        return None, "nonce is not 12 bytes"
+    return header, ""
+
+
+def payload_nbytes(header: dict[str, Any]) -> int:
+    """Bytes of plaintext the header announces."""
+    return int(header["n"]) * np.dtype(header["dt"]).itemsize

@@ -1,0 +1,220 @@
+"""Run the sharded exchange among N real local processes (for tests, benchmarks and the demo).
+
+Each node is a separate process (``multiprocessing`` with the *spawn* start
+method) with its own ZeroMQ context and CURVE keys, listening on 127.0.0.1. Node
+*i* makes its own vector from a seed (:func:`node_vector`), so no model data
+passes through the parent; the parent only hands out the participant list
+(endpoints and public keys) and collects each node's report. Every process is
+ended by its pid when the run finishes, also on failure.
+
+This is a developer tool: it exercises the transport alone. The launcher that
+runs whole training scripts is ``swarmlib run``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from swarmlib.errors import ConfigurationError, RoundFailed, TransportError
+
+__all__ = ["NodeReport", "RoundOutcome", "node_vector", "run_local_exchange"]
+
+logger = logging.getLogger(__name__)
+
+
+def node_vector(seed: int, node: int, round_id: int, params: int, dtype: str) -> np.ndarray:
+    """The deterministic vector node ``node`` contributes to round ``round_id``."""
+    rng = np.random.default_rng([seed, node])
+    base = rng.standard_normal(params, dtype=np.float32).astype(dtype, copy=False)
+    return base + np.asarray(round_id, dtype=dtype)
+
+
+@dataclass
+class RoundOutcome:
+    """What one node saw of one round."""
+
+    round_id: int
+    sha256: str | None = None
+    seconds: float = 0.0
+    bytes_sent: int = 0
+    dropped: int = 0
+    error: str | None = None
+    error_type: str | None = None
+    culprits: tuple[str, ...] = ()
+    vector: np.ndarray | None = None
+
+
+@dataclass
+class NodeReport:
+    """Everything one node process reports back."""
+
+    name: str
+    rounds: list[RoundOutcome] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    exit_code: int | None = None
+
+
+def _worker(
+    index: int,
+    conn: Connection,
+    barrier: Any,
+    params: int,
+    rounds: int,
+    options: dict[str, Any],
+) -> None:
+    from swarmlib.transport.exchange import Peer, ShardedExchange
+
+    logging.basicConfig(level=options["log_level"], format=f"[node-{index}] %(message)s")
+    name = f"node-{index}"
+    report = NodeReport(name)
+    with ShardedExchange(
+        plaintext=options["plaintext"], timeout=options["timeout"], linger_ms=500, name=name
+    ) as ex:
+        conn.send((name, ex.endpoint, ex.public_key))
+        peers = [Peer(n, e, k) for n, e, k in conn.recv()]
+        weight = float(options["weights"][index])
+        for r in range(rounds):
+            vec = node_vector(options["seed"], index, r, params, options["dtype"])
+            try:
+                barrier.wait(timeout=options["timeout"] + 30)
+            except threading.BrokenBarrierError:
+                report.rounds.append(RoundOutcome(r, error="other nodes stopped", error_type="Stop"))
+                break
+            if options["kill"] == (index, r):
+                os.kill(os.getpid(), signal.SIGKILL)
+            started = time.perf_counter()
+            outcome = RoundOutcome(r)
+            try:
+                res = ex.run_round(
+                    peers, vec, round_id=r, weight=weight, strategy=options["strategy"]
+                )
+            except TransportError as e:
+                outcome.error, outcome.error_type = str(e), type(e).__name__
+                if isinstance(e, RoundFailed):
+                    outcome.culprits = e.culprits
+                outcome.seconds = time.perf_counter() - started
+                report.rounds.append(outcome)
+                break
+            outcome.seconds = time.perf_counter() - started
+            outcome.sha256 = res.sha256
+            outcome.bytes_sent = res.stats.bytes_sent
+            outcome.dropped = res.stats.dropped
+            if options["return_vectors"]:
+                outcome.vector = res.vector
+            report.rounds.append(outcome)
+    report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    conn.send(report)
+
+
+def run_local_exchange(
+    nodes: int,
+    params: int,
+    *,
+    rounds: int = 3,
+    strategy: str = "mean",
+    plaintext: bool = False,
+    timeout: float = 30.0,
+    dtype: str = "float32",
+    seed: int = 0,
+    weights: list[float] | None = None,
+    kill: tuple[int, int] | None = None,
+    return_vectors: bool = False,
+    progress: Callable[[str], None] | None = None,
+    log_level: int = logging.WARNING,
+) -> list[NodeReport]:
+    """Start ``nodes`` processes and let them exchange ``rounds`` rounds.
+
+    Args:
+        nodes: Number of participants (>= 1).
+        params: Number of parameters of the (random) model.
+        rounds: Rounds to run. Defaults to 3.
+        strategy: Merge strategy name. Defaults to ``"mean"``.
+        plaintext: Unencrypted shards (benchmarks only). Defaults to ``False``.
+        timeout: The exchange timeout per node, seconds. Defaults to 30.
+        dtype: Parameter dtype. Defaults to ``"float32"``.
+        seed: Seed of :func:`node_vector`. Defaults to 0.
+        weights: Merge weight per node. Defaults to all 1.
+        kill: ``(node, round)``: that node SIGKILLs itself at the start of that
+            round. Defaults to ``None``.
+        return_vectors: Send each merged vector back (small models only).
+        progress: Called with a line of text as nodes report. Defaults to none.
+        log_level: Logging level inside the nodes. Defaults to WARNING.
+
+    Returns:
+        One report per node, in node order; a killed node's report is empty
+        with its exit code set.
+    """
+    import multiprocessing as mp
+
+    if nodes < 1 or params < 1 or rounds < 1:
+        raise ConfigurationError("`nodes`, `params` and `rounds` must be positive.")
+    weights = weights or [1.0] * nodes
+    options = {
+        "plaintext": plaintext,
+        "timeout": timeout,
+        "strategy": strategy,
+        "dtype": dtype,
+        "seed": seed,
+        "weights": weights,
+        "kill": kill,
+        "return_vectors": return_vectors,
+        "log_level": log_level,
+    }
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(nodes)
+    procs, conns = [], []
+    say = progress or (lambda line: None)
+    try:
+        for i in range(nodes):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(
+                target=_worker,
+                args=(i, child, barrier, params, rounds, options),
+                name=f"swarmlib-node-{i}",
+                daemon=True,
+            )
+            p.start()
+            procs.append(p)
+            conns.append(parent)
+        say(f"started {nodes} node processes (pids {', '.join(str(p.pid) for p in procs)})")
+        peers = []
+        for i, c in enumerate(conns):
+            if not c.poll(120):
+                raise TransportError(f"node-{i} did not start within 120s")
+            peers.append(c.recv())
+        for c in conns:
+            c.send(peers)
+        reports: list[NodeReport] = []
+        deadline = time.monotonic() + rounds * (timeout + 60) + 120
+        for i, (p, c) in enumerate(zip(procs, conns, strict=True)):
+            report = None
+            while report is None and time.monotonic() < deadline:
+                if c.poll(0.2):
+                    try:
+                        report = c.recv()
+                    except EOFError:
+                        break
+                elif not p.is_alive():
+                    break
+            if report is None:
+                p.join(5)
+                report = NodeReport(f"node-{i}", exit_code=p.exitcode)
+            reports.append(report)
+            say(f"node-{i} reported {len(report.rounds)} round(s)")
+        return reports
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+            p.join(10)
