@@ -61,6 +61,7 @@ __all__ = ["Peer", "RoundResult", "RoundStats", "ShardedExchange", "shard_bounds
 logger = logging.getLogger(__name__)
 
 _EARLY_LIMIT = 1024  # control messages kept for rounds this node has not started yet
+_PENDING_LIMIT = 8  # shards held per sender while its key is still on the way
 _RETRY_S = 0.2  # pause before reconnecting to a peer that refused our CURVE handshake
 _HANDSHAKE_FAILED = (
     zmq.EVENT_HANDSHAKE_FAILED_AUTH
@@ -793,7 +794,7 @@ class ShardedExchange:
             return self._drop(st, f"{kind} shard from {st.peers[j].name} replayed")
         if st.encrypted and j not in st.recv_keys:
             queue = st.pending.setdefault(j, [])
-            if len(queue) >= 2:
+            if len(queue) >= _PENDING_LIMIT:
                 return self._drop(st, f"too many shards from {st.peers[j].name} before its key")
             queue.append((header, raw, frames[1]))
             return False

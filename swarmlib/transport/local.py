@@ -52,6 +52,8 @@ class RoundOutcome:
     error: str | None = None
     error_type: str | None = None
     culprits: tuple[str, ...] = ()
+    attempts: int = 1
+    participants: tuple[str, ...] = ()
     vector: np.ndarray | None = None
 
 
@@ -86,8 +88,9 @@ def _worker(
         weight = float(options["weights"][index])
         for r in range(rounds):
             vec = node_vector(options["seed"], index, r, params, options["dtype"])
-            try:
-                barrier.wait(timeout=options["timeout"] + 30)
+            try:  # start each round together, so its time is the exchange's alone
+                if options["kill"] is None:
+                    barrier.wait(timeout=options["timeout"] + 30)
             except threading.BrokenBarrierError:
                 report.rounds.append(RoundOutcome(r, error="other nodes stopped", error_type="Stop"))
                 break
@@ -95,18 +98,33 @@ def _worker(
                 os.kill(os.getpid(), signal.SIGKILL)
             started = time.perf_counter()
             outcome = RoundOutcome(r)
-            try:
-                res = ex.run_round(
-                    peers, vec, round_id=r, weight=weight, strategy=options["strategy"]
-                )
-            except TransportError as e:
-                outcome.error, outcome.error_type = str(e), type(e).__name__
-                if isinstance(e, RoundFailed):
-                    outcome.culprits = e.culprits
-                outcome.seconds = time.perf_counter() - started
+            live, attempt = list(peers), 0
+            while True:
+                try:
+                    res = ex.run_round(
+                        live,
+                        vec,
+                        round_id=r,
+                        attempt=attempt,
+                        weight=weight,
+                        strategy=options["strategy"],
+                    )
+                    break
+                except TransportError as e:
+                    outcome.error, outcome.error_type = str(e), type(e).__name__
+                    culprits = e.culprits if isinstance(e, RoundFailed) else ()
+                    outcome.culprits += tuple(culprits)
+                    remaining = [p for p in live if p.name not in culprits]
+                    if not options["retry"] or not culprits or len(remaining) == len(live):
+                        res = None
+                        break
+                    live, attempt = remaining, attempt + 1
+            outcome.seconds = time.perf_counter() - started
+            outcome.attempts = attempt + 1
+            if res is None:
                 report.rounds.append(outcome)
                 break
-            outcome.seconds = time.perf_counter() - started
+            outcome.participants = tuple(p.name for p in live)
             outcome.sha256 = res.sha256
             outcome.bytes_sent = res.stats.bytes_sent
             outcome.dropped = res.stats.dropped
@@ -129,6 +147,7 @@ def run_local_exchange(
     seed: int = 0,
     weights: list[float] | None = None,
     kill: tuple[int, int] | None = None,
+    retry: bool = False,
     return_vectors: bool = False,
     progress: Callable[[str], None] | None = None,
     log_level: int = logging.WARNING,
@@ -147,6 +166,8 @@ def run_local_exchange(
         weights: Merge weight per node. Defaults to all 1.
         kill: ``(node, round)``: that node SIGKILLs itself at the start of that
             round. Defaults to ``None``.
+        retry: After a failed attempt, retry the round without the culprits (as
+            the middleware does). Defaults to ``False``: stop at the first failure.
         return_vectors: Send each merged vector back (small models only).
         progress: Called with a line of text as nodes report. Defaults to none.
         log_level: Logging level inside the nodes. Defaults to WARNING.
@@ -168,6 +189,7 @@ def run_local_exchange(
         "seed": seed,
         "weights": weights,
         "kill": kill,
+        "retry": retry,
         "return_vectors": return_vectors,
         "log_level": log_level,
     }

@@ -1,0 +1,44 @@
+"""Flattening parameter lists into one vector and back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from swarmlib.errors import ConfigurationError, ShapeMismatch
+from swarmlib.params import flatten, unflatten
+
+
+def test_round_trip_keeps_shapes_dtypes_and_values() -> None:
+    arrays = [np.arange(6, dtype=np.float32).reshape(2, 3), np.array([7.5], np.float32)]
+    vec, layout = flatten(arrays, names=["kernel", "bias"])
+    assert vec.dtype == np.dtype("<f4") and vec.shape == (7,)
+    back = unflatten(vec, layout)
+    for a, b in zip(arrays, back, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+
+
+def test_mixed_dtypes_use_the_common_float_and_come_back() -> None:
+    arrays = [np.ones(2, np.float16), np.ones(2, np.float32), np.array([3], np.int64)]
+    vec, layout = flatten(arrays)
+    assert vec.dtype == np.float64
+    assert [a.dtype for a in unflatten(vec, layout)] == [np.float16, np.float32, np.int64]
+
+
+def test_layout_names_layers() -> None:
+    _, layout = flatten([np.zeros((2, 2)), np.zeros(3)], names=["k", "b"])
+    assert layout.layer_at(0) == "k[0]"
+    assert layout.layer_at(5) == "b[1]"
+    assert layout.layers_in(2, 6) == "k..b"
+    assert layout.layers_in(4, 6) == "b"
+
+
+def test_bad_input_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="names"):
+        flatten([np.zeros(2)], names=["a", "b"])
+    with pytest.raises(ConfigurationError, match="numeric"):
+        flatten([np.array(["x"])])
+    _, layout = flatten([np.zeros(3)])
+    with pytest.raises(ShapeMismatch):
+        unflatten(np.zeros(4), layout)
