@@ -142,11 +142,14 @@ class _Round:
     data_endpoints: dict[int, str] = field(default_factory=dict)
     contribs: dict[int, tuple[np.ndarray, float]] = field(default_factory=dict)
     merged_from: set[int] = field(default_factory=set)
+    merged_own: bool = False
     reduces: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
     pending: dict[int, list[tuple[dict[str, Any], bytes, zmq.Frame]]] = field(
         default_factory=dict
     )
     sent_ctl: dict[int, list[list[bytes]]] = field(default_factory=dict)
+    hasher: Any = field(default_factory=hashlib.sha256)
+    hashed: int = 0  # shards 0..hashed-1 of ``out`` are final and fed to ``hasher``
     next_reduce: int = 0
     abort: RoundFailed | None = None
 
@@ -156,6 +159,18 @@ class _Round:
 
     def names(self, idx: Sequence[int]) -> list[str]:
         return [self.peers[j].name for j in idx]
+
+    def hash_ready_shards(self) -> None:
+        """Feed the hash with every final shard, in order, as soon as it is there.
+
+        Hashing while other shards are still on the wire hides most of its cost.
+        """
+        while self.hashed < len(self.peers) and (
+            self.hashed in self.merged_from or (self.hashed == self.me and self.merged_own)
+        ):
+            a, b = self.bounds[self.hashed]
+            self.hasher.update(memoryview(self.out[a:b]).cast("B"))
+            self.hashed += 1
 
     def is_current(self, header: dict[str, Any]) -> bool:
         return header["r"] == self.round_id and header["a"] == self.attempt
@@ -347,9 +362,8 @@ class ShardedExchange:
             raise ConfigurationError("This exchange is closed; create a new one.")
         started = time.perf_counter()
         merge = get_strategy(strategy)
-        st = self._begin(participants, vector, round_id, attempt, weight, merge)
-        vec = st.out  # holds this node's own vector until merged shards overwrite it
-        own = vec.copy()
+        st, own = self._begin(participants, vector, round_id, attempt, weight, merge)
+        vec = st.out  # merged shards land here
         try:
             self._send_keys(st)
             self._pump(st, lambda: all(j in st.recv_keys for j in st.others), "key")
@@ -367,6 +381,8 @@ class ShardedExchange:
             vec[a:b] = merged
             for j in st.others:
                 self._send_shard(st, j, MERGED, vec)
+            st.merged_own = True
+            st.hash_ready_shards()
             self._pump(st, lambda: all(j in st.merged_from for j in st.others), "merged")
             st.stats.gather_s = time.perf_counter() - t3
         except RoundFailed as e:
@@ -376,7 +392,8 @@ class ShardedExchange:
         except BaseException as e:
             self._broadcast_abort(st, e)
             raise
-        digest = hashlib.sha256(memoryview(vec).cast("B")).hexdigest()
+        st.hash_ready_shards()
+        digest = st.hasher.hexdigest()
         st.stats.total_s = time.perf_counter() - started
         logger.info(
             "%s: round %d attempt %d merged among %d participants in %.3fs "
@@ -402,7 +419,8 @@ class ShardedExchange:
         attempt: int,
         weight: float,
         merge: Strategy,
-    ) -> _Round:
+    ) -> tuple[_Round, np.ndarray]:
+        """Check the arguments and set up the round; returns its state and the own vector."""
         peers = list(participants)
         keys = [p.public_key for p in peers]
         if len(set(keys)) != len(keys) or len({p.endpoint for p in peers}) != len(peers):
@@ -425,7 +443,8 @@ class ShardedExchange:
                 f"Expected a 1-D floating-point vector; got shape {arr.shape} dtype {arr.dtype}. "
                 "Use swarmlib.params.flatten() on a list of arrays."
             )
-        out = np.array(arr, dtype=arr.dtype.newbyteorder("<"), order="C", copy=True)
+        own = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))  # no copy if it is
+        out = np.empty_like(own)
         me = keys.index(self.public_key)
         st = _Round(
             round_id=round_id,
@@ -452,7 +471,7 @@ class ShardedExchange:
                 self._early.append((header, user, frames))
             elif st.is_current(header):
                 self._on_control(st, header, user, [zmq.Frame(f) for f in frames])
-        return st
+        return st, own
 
     # ---------------------------------------------------------------- sending
 
@@ -829,6 +848,7 @@ class ShardedExchange:
             st.contribs[j] = (target, float(header["w"]))
         else:
             st.merged_from.add(j)
+            st.hash_ready_shards()
         return True
 
     # ------------------------------------------------------------------ merging

@@ -53,6 +53,7 @@ class RoundOutcome:
     error_type: str | None = None
     culprits: tuple[str, ...] = ()
     attempts: int = 1
+    phases: dict[str, float] = field(default_factory=dict)
     participants: tuple[str, ...] = ()
     vector: np.ndarray | None = None
 
@@ -128,6 +129,13 @@ def _worker(
             outcome.sha256 = res.sha256
             outcome.bytes_sent = res.stats.bytes_sent
             outcome.dropped = res.stats.dropped
+            outcome.phases = {
+                "keys": res.stats.keys_s,
+                "scatter": res.stats.scatter_s,
+                "merge": res.stats.merge_s,
+                "gather": res.stats.gather_s,
+                "total": res.stats.total_s,
+            }
             if options["return_vectors"]:
                 outcome.vector = res.vector
             report.rounds.append(outcome)
