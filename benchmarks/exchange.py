@@ -84,19 +84,29 @@ def main(argv: list[str] | None = None) -> int:
 
     shard_bytes = 4 * p // n
     stream_msgs = max(4, min(200, (400 << 20) // max(shard_bytes, 1)))
-    print(f"measuring one plain zero-copy ZeroMQ stream ({stream_msgs} x {shard_bytes / 1e6:.1f} MB)",
-          flush=True)
+    print(
+        f"measuring one plain zero-copy ZeroMQ stream ({stream_msgs} x {shard_bytes / 1e6:.1f} MB)",
+        flush=True,
+    )
     throughput = stream_throughput(shard_bytes, stream_msgs)
     total_bytes = n * 2 * (n - 1) / n * 4 * p
     bound_s = total_bytes / throughput
-    print(f"  {throughput / 1e9:.2f} GB/s; the protocol moves {total_bytes / 1e6:.0f} MB per round "
-          f"-> bound {bound_s:.3f} s", flush=True)
+    print(
+        f"  {throughput / 1e9:.2f} GB/s; the protocol moves {total_bytes / 1e6:.0f} MB per round "
+        f"-> bound {bound_s:.3f} s",
+        flush=True,
+    )
 
     mode = "plaintext (unencrypted shards)" if args.plaintext else "encrypted (AES-256-GCM shards)"
     print(f"running {n} nodes x {p:,} float32 params x {args.rounds} rounds, {mode}", flush=True)
     reports = run_local_exchange(
-        n, p, rounds=args.rounds, plaintext=args.plaintext, strategy=args.strategy,
-        timeout=120, progress=lambda line: print("  " + line, flush=True),
+        n,
+        p,
+        rounds=args.rounds,
+        plaintext=args.plaintext,
+        strategy=args.strategy,
+        timeout=120,
+        progress=lambda line: print("  " + line, flush=True),
     )
     failed = [(rep.name, o.error) for rep in reports for o in rep.rounds if o.error]
     if failed or any(len(rep.rounds) != args.rounds for rep in reports):
@@ -109,9 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  round {r}: {s:.3f} s{'  (warm-up, not counted)' if r == 0 else ''}")
     for rep in reports:
         sent = statistics.median(o.bytes_sent for o in rep.rounds[1:])
-        print(f"  {rep.name}: {sent / round_s / 1e6:.0f} MB/s sent, peak RSS {rep.peak_rss_mb:.0f} MB")
-    print(f"exchange nodes={n} params={p} round_s={round_s:.4f} bound_s={bound_s:.4f} "
-          f"ratio={round_s / bound_s:.2f}")
+        print(
+            f"  {rep.name}: {sent / round_s / 1e6:.0f} MB/s sent, peak RSS {rep.peak_rss_mb:.0f} MB"
+        )
+    print(
+        f"exchange nodes={n} params={p} round_s={round_s:.4f} bound_s={bound_s:.4f} "
+        f"ratio={round_s / bound_s:.2f}"
+    )
     return 0
 
 

@@ -258,8 +258,8 @@ def weighted_median(arrays: Sequence[np.ndarray], weights: np.ndarray) -> np.nda
     lo = np.take_along_axis(xs, idx, axis=0)[0].astype(np.float64)
     hi = np.take_along_axis(xs, np.minimum(idx + 1, n - 1), axis=0)[0].astype(np.float64)
     exact = 2.0 * np.take_along_axis(cum, idx, axis=0)[0] == total
-    out = np.where(exact, (lo + hi) / 2.0, lo)
-    return out.astype(xs.dtype, copy=False)
+    out: np.ndarray = np.where(exact, (lo + hi) / 2.0, lo).astype(xs.dtype, copy=False)
+    return out
 
 
 def trimmed_mean(arrays: Sequence[np.ndarray], weights: np.ndarray, k: int) -> np.ndarray:
@@ -273,7 +273,8 @@ def trimmed_mean(arrays: Sequence[np.ndarray], weights: np.ndarray, k: int) -> n
     xs, ws = xs[k : n - k], ws[k : n - k]
     ref = xs[0].astype(np.float64)
     acc = (ws * (xs.astype(np.float64) - ref)).sum(axis=0) / ws.sum(axis=0)
-    return (acc + ref).astype(xs.dtype, copy=False)
+    out: np.ndarray = (acc + ref).astype(xs.dtype, copy=False)
+    return out
 
 
 def pairwise_sq_distances(arrays: Sequence[np.ndarray]) -> np.ndarray:
@@ -313,6 +314,7 @@ class Strategy(ABC):
     name: ClassVar[str]
     #: True when merging shard by shard is bit-for-bit the whole-vector definition.
     exact_when_sharded: ClassVar[bool]
+
     @property
     def min_peers(self) -> int:
         """Smallest number of peers the strategy accepts."""
@@ -472,8 +474,8 @@ class Krum(Strategy):
 
     Tolerates ``f`` Byzantine peers when ``n >= 2f + 3``. When several updates
     share the best score exactly, their weighted mean is returned, so the result
-    never depends on the order of the peers. Distances are whole-vector: in the sharded exchange each owner
-    sends ``n(n-1)/2`` partial squared distances.
+    never depends on the order of the peers. Distances are whole-vector: in the
+    sharded exchange each owner sends ``n(n-1)/2`` partial squared distances.
 
     Args:
         f: Number of Byzantine peers to tolerate. Defaults to 1.

@@ -18,8 +18,7 @@ import zmq
 
 from swarmlib.errors import ConfigurationError, PeerRejected, PeerTimeout
 from swarmlib.merge import Mean
-from swarmlib.transport import CurveKeyPair, Peer, RoundResult, ShardedExchange
-from swarmlib.transport import crypto
+from swarmlib.transport import CurveKeyPair, Peer, RoundResult, ShardedExchange, crypto
 from swarmlib.transport.framing import CONTRIB, KEY, encode_header, parse_header
 
 
@@ -61,7 +60,9 @@ def _run(
 
 
 def _vectors(n: int, size: int = 10) -> list[np.ndarray]:
-    return [np.full(size, float(i), np.float32) + np.arange(size, dtype=np.float32) for i in range(n)]
+    return [
+        np.full(size, float(i), np.float32) + np.arange(size, dtype=np.float32) for i in range(n)
+    ]
 
 
 def _results(out: list[RoundResult | BaseException]) -> list[RoundResult]:
@@ -106,8 +107,16 @@ def test_junk_on_the_data_port_is_dropped_and_the_round_completes(
     np.testing.assert_array_equal(res[0].vector, Mean()(_vectors(3)))
     assert res[0].stats.dropped == len(junk)
     text = caplog.text
-    for reason in ("frames", "bad header", "round 7", "length 5", "<f8", "truncated",
-                   "failed authentication", "unknown sender"):
+    for reason in (
+        "frames",
+        "bad header",
+        "round 7",
+        "length 5",
+        "<f8",
+        "truncated",
+        "failed authentication",
+        "unknown sender",
+    ):
         assert reason in text, reason
 
 
@@ -147,8 +156,13 @@ class _Tap:
             else:
                 forged = header.replace(b'"i":', b'"i": ')
             older = [m for m in self.seen if parse_header(m[0])[0]["r"] != parsed["r"]]  # type: ignore[index]
-            for frames in [[header, bytes(flipped)], [forged, body], *older, [header, body],
-                           [header, body]]:
+            for frames in [
+                [header, bytes(flipped)],
+                [forged, body],
+                *older,
+                [header, body],
+                [header, body],
+            ]:
                 self.push.send_multipart(frames)
             self.seen.append([header, body])
 
@@ -188,7 +202,7 @@ def test_replayed_and_tampered_shards_are_dropped(
 def test_a_foreign_curve_key_cannot_inject_a_shard(
     nodes: list[ShardedExchange], caplog: pytest.LogCaptureFixture
 ) -> None:
-    victim, impersonated = nodes[0], nodes[1]
+    victim = nodes[0]  # mallory claims to be nodes[1]
     mallory = CurveKeyPair.generate()
     ctx = zmq.Context()
     ctl = ctx.socket(zmq.PUSH)
@@ -201,16 +215,29 @@ def test_a_foreign_curve_key_cannot_inject_a_shard(
     n = 4  # victim's shard of a 10-value vector among 3
     ctl.send_multipart(
         [
-            encode_header(KEY, r=0, a=0, s=1, t=0, n=10, dt="<f4", st=repr(Mean()),
-                          data="tcp://127.0.0.1:1", enc=True),
+            encode_header(
+                KEY,
+                r=0,
+                a=0,
+                s=1,
+                t=0,
+                n=10,
+                dt="<f4",
+                st=repr(Mean()),
+                data="tcp://127.0.0.1:1",
+                enc=True,
+            ),
             key,
         ]
     )
     nonce = crypto.new_nonce()
-    header = encode_header(CONTRIB, r=0, a=0, s=1, t=0, i=0, dt="<f4", n=n, w=1e6,
-                           nonce=nonce.hex())
+    header = encode_header(
+        CONTRIB, r=0, a=0, s=1, t=0, i=0, dt="<f4", n=n, w=1e6, nonce=nonce.hex()
+    )
     evil = np.full(n, 1e9, np.float32)
-    data.send_multipart([header, bytes(crypto.seal(key, nonce, header, memoryview(evil).cast("B")))])
+    data.send_multipart(
+        [header, bytes(crypto.seal(key, nonce, header, memoryview(evil).cast("B")))]
+    )
     time.sleep(0.3)
     with caplog.at_level(logging.INFO):
         res = _results(_run(nodes, _vectors(3)))

@@ -35,8 +35,13 @@ def test_every_participant_ends_with_the_merge_of_the_full_vectors(
 ) -> None:
     weights = [float(1 + i) for i in range(nodes)]
     reports = run_local_exchange(
-        nodes, PARAMS, rounds=ROUNDS, strategy=strategy, weights=weights,
-        return_vectors=True, timeout=30,
+        nodes,
+        PARAMS,
+        rounds=ROUNDS,
+        strategy=strategy,
+        weights=weights,
+        return_vectors=True,
+        timeout=30,
     )
     merge = get_strategy(strategy)
     for r in range(ROUNDS):

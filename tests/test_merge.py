@@ -103,9 +103,7 @@ def test_mean_weights_count_like_repeated_peers(data: st.DataObject) -> None:
 def test_scaling_all_weights_changes_nothing(name: str, data: st.DataObject, power: int) -> None:
     peers, weights = data.draw(updates(min_peers=_smallest(name)))
     strategy = get_strategy(name)
-    np.testing.assert_array_equal(
-        strategy(peers, weights), strategy(peers, weights * 2.0**power)
-    )
+    np.testing.assert_array_equal(strategy(peers, weights), strategy(peers, weights * 2.0**power))
 
 
 def test_mean_with_equal_weights_is_the_plain_mean() -> None:

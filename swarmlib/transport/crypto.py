@@ -34,13 +34,19 @@ def new_nonce() -> bytes:
     return os.urandom(NONCE_BYTES)
 
 
-def seal(key: bytes, nonce: bytes, header: bytes, payload: memoryview) -> bytearray:
+def seal(
+    key: bytes, nonce: bytes, header: bytes, payload: memoryview, out: bytearray | None = None
+) -> bytearray:
     """Encrypt ``payload`` and authenticate it together with ``header``.
 
+    Args:
+        out: A buffer of ``len(payload) + 16`` bytes to reuse. Defaults to a new one.
+
     Returns:
-        ciphertext followed by the 16-byte tag.
+        ``out``: the ciphertext followed by the 16-byte tag.
     """
-    out = bytearray(len(payload) + TAG_BYTES)
+    if out is None or len(out) != len(payload) + TAG_BYTES:
+        out = bytearray(len(payload) + TAG_BYTES)
     AESGCM(key).encrypt_into(nonce, payload, header, out)
     return out
 

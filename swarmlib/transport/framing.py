@@ -120,4 +120,4 @@ def parse_header(raw: bytes | memoryview) -> tuple[dict[str, Any] | None, str]:
 
 def payload_nbytes(header: dict[str, Any]) -> int:
     """Bytes of plaintext the header announces."""
-    return int(header["n"]) * np.dtype(header["dt"]).itemsize
+    return int(header["n"]) * int(np.dtype(header["dt"]).itemsize)

@@ -37,7 +37,8 @@ def node_vector(seed: int, node: int, round_id: int, params: int, dtype: str) ->
     """The deterministic vector node ``node`` contributes to round ``round_id``."""
     rng = np.random.default_rng([seed, node])
     base = rng.standard_normal(params, dtype=np.float32).astype(dtype, copy=False)
-    return base + np.asarray(round_id, dtype=dtype)
+    out: np.ndarray = base + np.asarray(round_id, dtype=dtype)
+    return out
 
 
 @dataclass
@@ -87,13 +88,16 @@ def _worker(
         conn.send((name, ex.endpoint, ex.public_key))
         peers = [Peer(n, e, k) for n, e, k in conn.recv()]
         weight = float(options["weights"][index])
+        merged = None  # reused round after round, as a training loop would
         for r in range(rounds):
             vec = node_vector(options["seed"], index, r, params, options["dtype"])
             try:  # start each round together, so its time is the exchange's alone
                 if options["kill"] is None:
                     barrier.wait(timeout=options["timeout"] + 30)
             except threading.BrokenBarrierError:
-                report.rounds.append(RoundOutcome(r, error="other nodes stopped", error_type="Stop"))
+                report.rounds.append(
+                    RoundOutcome(r, error="other nodes stopped", error_type="Stop")
+                )
                 break
             if options["kill"] == (index, r):
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -109,7 +113,9 @@ def _worker(
                         attempt=attempt,
                         weight=weight,
                         strategy=options["strategy"],
+                        out=None if options["return_vectors"] else merged,
                     )
+                    merged = res.vector
                     break
                 except TransportError as e:
                     outcome.error, outcome.error_type = str(e), type(e).__name__
