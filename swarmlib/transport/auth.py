@@ -44,28 +44,37 @@ class _Allowlist:
     def __init__(self) -> None:
         self._keys: frozenset[bytes] = frozenset()
         self._lock = threading.Lock()
+        self._known: set[bytes] = set()  # every key ever admitted: peers, not strangers
         self._warned: set[bytes] = set()
 
     def replace(self, keys: Iterable[bytes]) -> None:
         with self._lock:
             self._keys = frozenset(keys)
+            self._known |= self._keys
 
     def callback(self, domain: str, key: bytes) -> bool:
         with self._lock:
             allowed = key in self._keys
-        if not allowed:
-            # a participant that starts its round before this node is refused too, and
-            # retries every 0.2 s: warn once per key, then keep quiet
+            known = key in self._known
+        if allowed:
+            return True
+        text = key.decode(errors="replace")
+        if known:
+            # a peer that reached this round (or the next) before this node did; it
+            # retries, and gets in once this node starts that round
+            logger.debug("Not yet admitting %s: this node is not in that round yet", text)
+        else:
+            # a key never seen in any participant list: warn once, then keep quiet
             level = logging.DEBUG if key in self._warned else logging.WARNING
             self._warned.add(key)
             logger.log(
                 level,
                 "Refused a CURVE connection from public key %s: not a participant of "
                 "the round this node is in (domain %r)",
-                key.decode(errors="replace"),
+                text,
                 domain,
             )
-        return allowed
+        return False
 
 
 class ParticipantAuthenticator:

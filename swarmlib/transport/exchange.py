@@ -348,6 +348,10 @@ class ShardedExchange:
             strategy: The merge strategy, by name or instance. Every participant
                 must use the same. Defaults to ``"mean"``.
             layout: Layer layout of the vector, to name layers in errors.
+                Defaults to ``None`` (errors name coordinates).
+            out: Where to write the merged vector: a contiguous array of the
+                vector's shape and dtype, not sharing memory with it. Reusing one
+                array round after round saves an allocation. Defaults to a new array.
 
         Returns:
             The merged vector, byte-identical on every participant, with its
@@ -663,7 +667,11 @@ class ShardedExchange:
                 return
             remaining = last_progress + self.timeout - time.monotonic()
             if remaining <= 0:
-                self._grace(st)
+                self._grace(st, done)
+                if st.abort is not None:
+                    raise st.abort
+                if done():
+                    return
                 raise self._timeout_error(st, phase)
             if self._poll_once(st, remaining):
                 last_progress = time.monotonic()
@@ -684,15 +692,13 @@ class ShardedExchange:
                 progressed |= self._on_data(st, frames)
         return progressed
 
-    def _grace(self, st: _Round) -> None:
+    def _grace(self, st: _Round, done: Callable[[], bool]) -> None:
         """Before blaming peers for a timeout, give their own aborts a moment to arrive."""
         end = time.monotonic() + min(1.0, self.timeout / 4)
-        while st.abort is None and time.monotonic() < end:
+        while st.abort is None and not done() and time.monotonic() < end:
             self._poll_once(st, end - time.monotonic())
 
-    def _timeout_error(self, st: _Round, phase: str) -> RoundFailed:
-        if st.abort is not None:
-            return st.abort
+    def _timeout_error(self, st: _Round, phase: str) -> PeerTimeout:
         if phase == "key":
             missing = [j for j in st.others if j not in st.recv_keys]
         elif phase == "contrib":

@@ -89,6 +89,7 @@ def _worker(
         peers = [Peer(n, e, k) for n, e, k in conn.recv()]
         weight = float(options["weights"][index])
         merged = None  # reused round after round, as a training loop would
+        live = list(peers)  # a peer dropped after a timeout stays dropped
         for r in range(rounds):
             vec = node_vector(options["seed"], index, r, params, options["dtype"])
             try:  # start each round together, so its time is the exchange's alone
@@ -103,7 +104,7 @@ def _worker(
                 os.kill(os.getpid(), signal.SIGKILL)
             started = time.perf_counter()
             outcome = RoundOutcome(r)
-            live, attempt = list(peers), 0
+            attempt = 0
             while True:
                 try:
                     res = ex.run_round(

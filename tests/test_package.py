@@ -1,0 +1,65 @@
+"""The package as users meet it: exported names, no framework import, the CLI, error tree."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import swarmlib
+from swarmlib import errors
+from swarmlib.cli import main
+
+
+def test_exported_names_are_the_documented_ones() -> None:
+    documented = {
+        "SwarmError", "ConfigurationError", "MergeError", "ShapeMismatch", "DtypeMismatch",
+        "NonFiniteUpdate", "InvalidWeight", "TransportError", "RoundFailed", "PeerTimeout",
+        "PeerRejected", "SwarmWarning", "Mean", "CoordinateMedian", "TrimmedMean",
+        "GeometricMedian", "Krum", "MultiKrum", "Strategy", "get_strategy", "flatten",
+        "unflatten", "Layout", "CurveKeyPair", "Peer", "RoundResult", "ShardedExchange",
+        "__version__",
+    }  # fmt: skip
+    assert set(swarmlib.__all__) == documented
+    for name in swarmlib.__all__:
+        assert getattr(swarmlib, name) is not None
+
+
+def test_every_error_derives_from_the_root_and_its_builtin() -> None:
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        if name != "SwarmWarning":
+            assert issubclass(cls, errors.SwarmError), name
+    assert issubclass(errors.PeerTimeout, TimeoutError)
+    assert issubclass(errors.TransportError, ConnectionError)
+    assert issubclass(errors.MergeError, ValueError)
+    assert issubclass(errors.ConfigurationError, ValueError)
+    for name in errors.__all__:  # the drawn tree in the docstring lists every error
+        if name not in ("SwarmError", "SwarmWarning"):
+            assert name in (errors.__doc__ or ""), name
+
+
+def test_importing_swarmlib_does_not_import_a_deep_learning_framework() -> None:
+    code = (
+        "import sys, swarmlib, swarmlib.transport.local; "
+        "print(any(m in sys.modules for m in ('tensorflow', 'keras', 'torch', 'jax')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_cli_lists_strategies_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["strategies"]) == 0
+    out = capsys.readouterr().out
+    for name in ("mean", "coordinate_median", "coordmedian", "geomedian", "krum", "multi_krum"):
+        assert name in out
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert swarmlib.__version__ in capsys.readouterr().out
+
+
+def test_cli_without_a_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "usage: swarmlib" in capsys.readouterr().out
