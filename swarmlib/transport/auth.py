@@ -70,7 +70,8 @@ class _Allowlist:
             logger.log(
                 level,
                 "Refused a CURVE connection from public key %s: not a participant of "
-                "the round this node is in (domain %r)",
+                "the round this node is in (domain %r). A participant that started the "
+                "round before this node retries and gets in once this node starts it.",
                 text,
                 domain,
             )

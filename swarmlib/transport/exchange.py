@@ -170,6 +170,10 @@ class _Round:
             self.hasher.update(self.out[a:b].data.cast("B"))
             self.hashed += 1
 
+    def header(self, kind: str, to: int, **fields: Any) -> bytes:
+        """A header of this round and attempt, from this node to participant ``to``."""
+        return encode_header(kind, r=self.round_id, a=self.attempt, s=self.me, t=to, **fields)
+
     def is_current(self, header: dict[str, Any]) -> bool:
         return bool(header["r"] == self.round_id and header["a"] == self.attempt)
 
@@ -585,12 +589,9 @@ class ShardedExchange:
 
     def _send_keys(self, st: _Round) -> None:
         for j in st.others:
-            header = encode_header(
+            header = st.header(
                 KEY,
-                r=st.round_id,
-                a=st.attempt,
-                s=st.me,
-                t=j,
+                j,
                 n=st.out.size,
                 dt=st.dtype.str,
                 st=st.strategy,
@@ -611,12 +612,9 @@ class ShardedExchange:
         payload = source[a:b].data.cast("B")
         nonce = crypto.new_nonce() if st.encrypted else b""
         fields: dict[str, Any] = {"w": float(weight)} if kind == CONTRIB else {}
-        header = encode_header(
+        header = st.header(
             kind,
-            r=st.round_id,
-            a=st.attempt,
-            s=st.me,
-            t=j,
+            j,
             i=shard,
             dt=st.dtype.str,
             n=b - a,
@@ -639,12 +637,9 @@ class ShardedExchange:
             for p in st.peers
             if isinstance(err, RoundFailed) and p.name in err.culprits
         ]
-        header = encode_header(
+        header = st.header(
             ABORT,
-            r=st.round_id,
-            a=st.attempt,
-            s=st.me,
-            t=0,
+            0,
             c=culprits,
             why=str(err)[:400],
             timeout=isinstance(err, PeerTimeout),
@@ -928,9 +923,7 @@ class ShardedExchange:
         q = st.next_reduce
         st.next_reduce += 1
         st.reduces.setdefault(q, {})[st.me] = partial
-        header = encode_header(
-            REDUCE, r=st.round_id, a=st.attempt, s=st.me, t=0, q=q, n=partial.size
-        )
+        header = st.header(REDUCE, 0, q=q, n=partial.size)
         for j in st.others:
             self._send_ctl(st, j, [header, partial.tobytes()])
         got = st.reduces[q]

@@ -4,8 +4,10 @@ Each node is a separate process (``multiprocessing`` with the *spawn* start
 method) with its own ZeroMQ context and CURVE keys, listening on 127.0.0.1. Node
 *i* makes its own vector from a seed (:func:`node_vector`), so no model data
 passes through the parent; the parent only hands out the participant list
-(endpoints and public keys) and collects each node's report. Every process is
-ended by its pid when the run finishes, also on failure.
+(endpoints and public keys) and collects each node's report, over
+``multiprocessing`` pipes between this program's own processes (peers never
+exchange anything but the exchange's own frames). Every process is ended by its
+pid when the run finishes, also on failure.
 
 This is a developer tool: it exercises the transport alone. The launcher that
 runs whole training scripts is ``swarmlib run``.
