@@ -301,3 +301,39 @@ def test_bad_arguments_are_refused(nodes: list[ShardedExchange]) -> None:
         ShardedExchange(timeout=0)
     with pytest.raises(ConfigurationError, match="tcp://"):
         ShardedExchange(bind="ipc:///tmp/x")
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("size", [1, 2, 7])
+def test_tiny_models_and_every_float_dtype(
+    nodes: list[ShardedExchange], dtype: type, size: int
+) -> None:
+    vecs = [np.arange(size, dtype=dtype) * (i + 1) for i in range(3)]  # some shards are empty
+    res = _results(_run(nodes, vecs, strategy="coordinate_median"))
+    for r in res:
+        assert r.vector.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(r.vector, vecs[1])
+    assert len({r.sha256 for r in res}) == 1
+
+
+def test_out_buffer_is_filled_and_checked(nodes: list[ShardedExchange]) -> None:
+    vecs = _vectors(3)
+    outs = [np.empty(10, np.float32) for _ in range(3)]
+    peers = _peers(nodes)
+    res: list[RoundResult | BaseException] = [RuntimeError()] * 3
+
+    def work(i: int) -> None:
+        res[i] = nodes[i].run_round(peers, vecs[i], round_id=0, out=outs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for i, r in enumerate(_results(res)):
+        assert r.vector is outs[i]
+        np.testing.assert_array_equal(outs[i], Mean()(vecs))
+    with pytest.raises(ConfigurationError, match="out"):
+        nodes[0].run_round(peers, vecs[0], round_id=1, out=np.empty(9, np.float32))
+    with pytest.raises(ConfigurationError, match="share memory"):
+        nodes[0].run_round(peers, vecs[0], round_id=1, out=vecs[0])

@@ -45,7 +45,7 @@ def _smallest(name: str) -> int:
 
 @pytest.mark.parametrize("name", ALL)
 @given(data=st.data())
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 def test_identical_inputs_return_themselves_bit_for_bit(name: str, data: st.DataObject) -> None:
     (peers, weights) = data.draw(updates(min_peers=_smallest(name), max_peers=7))
     same = [peers[0].copy() for _ in peers]
@@ -57,7 +57,7 @@ def test_identical_inputs_return_themselves_bit_for_bit(name: str, data: st.Data
 
 @pytest.mark.parametrize("name", ALL)
 @given(data=st.data())
-@settings(max_examples=40, deadline=None)
+@settings(deadline=None)
 def test_dtype_and_shape_are_preserved(name: str, data: st.DataObject) -> None:
     peers, weights = data.draw(updates(min_peers=_smallest(name)))
     out = get_strategy(name)(peers, weights)
@@ -67,7 +67,7 @@ def test_dtype_and_shape_are_preserved(name: str, data: st.DataObject) -> None:
 
 @pytest.mark.parametrize("name", ALL)
 @given(data=st.data())
-@settings(max_examples=40, deadline=None)
+@settings(deadline=None)
 def test_peer_order_never_changes_the_result(name: str, data: st.DataObject) -> None:
     peers, weights = data.draw(updates(min_peers=_smallest(name)))
     perm = data.draw(st.permutations(range(len(peers))))
@@ -85,21 +85,24 @@ def test_peer_order_never_changes_the_result(name: str, data: st.DataObject) -> 
 
 
 @given(data=st.data())
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)
 def test_mean_weights_count_like_repeated_peers(data: st.DataObject) -> None:
     peers, weights = data.draw(updates(max_peers=4))
     ints = weights.astype(int)
     repeated = [p for p, k in zip(peers, ints, strict=True) for _ in range(k)]
     weighted = merge.Mean()(peers, weights).astype(np.float64)
     plain = merge.Mean()(repeated).astype(np.float64)
-    tol = {np.float16: 2e-3, np.float32: 1e-6, np.float64: 1e-12}[peers[0].dtype.type]
+    # float16/float32 are merged in float32: rounding grows with the number of terms
+    dtype = peers[0].dtype
+    work = np.finfo(np.promote_types(dtype, np.float32)).eps
+    tol = 2 * work * (len(repeated) + 1) + 2 * np.finfo(dtype).eps
     scale = max(1.0, float(np.abs(np.stack(peers).astype(np.float64)).max()))
     np.testing.assert_allclose(weighted, plain, rtol=tol, atol=tol * scale)
 
 
 @pytest.mark.parametrize("name", ["mean", "coordinate_median", "trimmed_mean", "multi_krum"])
 @given(data=st.data(), power=st.integers(-8, 8))
-@settings(max_examples=30, deadline=None)
+@settings(deadline=None)
 def test_scaling_all_weights_changes_nothing(name: str, data: st.DataObject, power: int) -> None:
     peers, weights = data.draw(updates(min_peers=_smallest(name)))
     strategy = get_strategy(name)
@@ -134,7 +137,7 @@ def test_weighted_median_follows_the_weights() -> None:
 
 @pytest.mark.parametrize("name", ORDER_STATISTICS)
 @given(data=st.data(), corrupt=st.floats(-1e300, 1e300), n_honest=st.integers(2, 6))
-@settings(max_examples=60, deadline=None)
+@settings(deadline=None)
 def test_robust_strategies_resist_one_corrupted_peer(
     name: str, data: st.DataObject, corrupt: float, n_honest: int
 ) -> None:

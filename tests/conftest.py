@@ -1,0 +1,19 @@
+"""Shared test configuration.
+
+Hypothesis explores new examples on every local run; under CI (``CI`` set) it
+runs a fixed, derandomized set so that a submission's result does not depend on
+luck. Run ``HYPOTHESIS_PROFILE=thorough pytest tests/test_merge.py`` to search harder.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import settings
+
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.register_profile("ci", max_examples=50, derandomize=True, deadline=None)
+settings.register_profile("thorough", max_examples=1000, deadline=None)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
