@@ -1,12 +1,14 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - create .venv, install swarmlib, run a real 3-node swarm exchange
-#   make test   - create .venv, install swarmlib[dev], run ruff, mypy, mkdocs --strict, pytest
+#   make test   - create .venv, install swarmlib[dev] and the npm tools (solc-js, anvil) into
+#                 .npm/, run ruff, mypy, mkdocs --strict, pytest
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+NPM_STAMP := .npm/.installed
 
-.PHONY: demo test lint typecheck docs pytest bench clean
+.PHONY: demo test lint typecheck docs pytest bench contract npm-tools clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,10 +16,23 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# Node tools the tests use (pinned in tools/package.json and its lock file), kept in .npm/
+$(NPM_STAMP): tools/package.json tools/package-lock.json
+	@mkdir -p .npm
+	cp tools/package.json tools/package-lock.json .npm/
+	cd .npm && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NPM_STAMP)
+
+npm-tools: $(NPM_STAMP)
+
+# Rebuild the contract artifact shipped in the package after editing contracts/SwarmLedger.sol
+contract: $(NPM_STAMP)
+	node contracts/compile.mjs
+
 demo: $(STAMP)
 	$(PY) examples/exchange_demo.py --nodes 3 --params 2000000 --rounds 3 --out demo-output
 
-test: $(STAMP) lint typecheck docs pytest
+test: $(STAMP) $(NPM_STAMP) lint typecheck docs pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check swarmlib tests benchmarks examples
@@ -29,7 +44,7 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(NPM_STAMP)
 	$(VENV)/bin/pytest
 
 bench: $(STAMP)
@@ -37,4 +52,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/exchange.py --nodes 4 --params 10000000
 
 clean:
-	rm -rf $(VENV) site demo-output .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .npm site demo-output .pytest_cache .mypy_cache .ruff_cache .hypothesis

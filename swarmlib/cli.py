@@ -1,18 +1,73 @@
 """The ``swarmlib`` command.
 
-Commands for the chain, identities and the local launcher join this one as they
-land; today it reports the version and the merge strategies.
+    swarmlib chain serve [--port P]                       dev chain on 127.0.0.1
+    swarmlib chain deploy --rpc URL --key FILE            deploy SwarmLedger
+    swarmlib member add|remove --rpc URL --contract ADDR --key FILE --address 0x… [--spiffe-id …]
+    swarmlib session create --rpc URL --contract ADDR --key FILE --name S --min-peers N
+    swarmlib audit --rpc URL --contract ADDR [--session S]
+    swarmlib strategies                                   the merge strategies
+
+A key FILE holds a hex private key, or an encrypted keystore (JSON) whose
+passphrase is in the ``SWARMLIB_KEY_PASSPHRASE`` environment variable. Errors
+print one line (what went wrong and what to do) and exit with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from swarmlib import __version__
+from swarmlib.errors import ConfigurationError, SwarmError
 from swarmlib.merge import STRATEGIES
 
-__all__ = ["main"]
+if TYPE_CHECKING:  # web3 takes a second to import: only the commands that need it do
+    from eth_account.signers.local import LocalAccount
+
+    from swarmlib.ledger import LedgerClient
+
+__all__ = ["build_parser", "load_key", "main"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_key(path: str | Path) -> LocalAccount:
+    """An eth-account ``LocalAccount`` from a hex key file or an encrypted keystore."""
+    from eth_account import Account
+
+    try:
+        text = Path(path).read_text().strip()
+    except OSError as e:
+        raise ConfigurationError(f"Cannot read key file {path}: {e.strerror}.") from e
+    try:
+        if text.startswith("{"):
+            passphrase = os.environ.get("SWARMLIB_KEY_PASSPHRASE")
+            if passphrase is None:
+                raise ConfigurationError(
+                    f"{path} is an encrypted keystore: set SWARMLIB_KEY_PASSPHRASE to its "
+                    "passphrase."
+                )
+            account: LocalAccount = Account.from_key(Account.decrypt(json.loads(text), passphrase))
+        else:
+            account = Account.from_key(text)
+    except (ValueError, TypeError) as e:
+        raise ConfigurationError(
+            f"{path} does not hold a private key (64 hex digits, or a keystore JSON): {e}"
+        ) from e
+    return account
+
+
+def _client(args: argparse.Namespace, *, signed: bool) -> LedgerClient:
+    from swarmlib.ledger import LedgerClient, connect
+
+    w3 = connect(args.rpc, expected_chain_id=args.chain_id)
+    account = load_key(args.key) if signed else None
+    return LedgerClient(w3, args.contract, account, rpc=args.rpc)
 
 
 def _strategies(_: argparse.Namespace) -> int:
@@ -26,6 +81,92 @@ def _strategies(_: argparse.Namespace) -> int:
     return 0
 
 
+def _chain_serve(args: argparse.Namespace) -> int:
+    from swarmlib.ledger.chain import DEV_KEYS, dev_accounts
+    from swarmlib.ledger.server import ChainServer
+
+    server = ChainServer(args.host, args.port)
+    chain_id = server.w3.eth.chain_id
+    print(
+        f"swarmlib dev chain (embedded py-evm, DEVELOPMENT ONLY) at {server.url}, "
+        f"chain id {chain_id}"
+    )
+    if args.write_keys:
+        folder = Path(args.write_keys)
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, key in enumerate(DEV_KEYS):
+            path = folder / f"dev-{i}.key"
+            path.write_text(key + "\n")
+            path.chmod(0o600)
+        print(f"wrote the funded dev keys to {folder}/dev-0.key … dev-{len(DEV_KEYS) - 1}.key")
+    for i, acct in enumerate(dev_accounts()):
+        print(f"  dev account {i}: {acct.address}")
+    print("Ctrl-C stops it.", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
+    return 0
+
+
+def _chain_deploy(args: argparse.Namespace) -> int:
+    from swarmlib.ledger import LedgerClient, connect
+
+    w3 = connect(args.rpc, expected_chain_id=args.chain_id)
+    client = LedgerClient.deploy(w3, load_key(args.key), rpc=args.rpc)
+    print(client.address)
+    return 0
+
+
+def _member(args: argparse.Namespace) -> int:
+    client = _client(args, signed=True)
+    if args.action == "add":
+        if not args.spiffe_id:
+            raise ConfigurationError(
+                "`member add` needs --spiffe-id spiffe://<trust-domain>/<path>."
+            )
+        receipt = client.add_member(args.address, args.spiffe_id)
+        print(f"added {args.address} as {args.spiffe_id} (gas {receipt['gasUsed']})")
+    else:
+        receipt = client.remove_member(args.address)
+        print(f"removed {args.address} (gas {receipt['gasUsed']})")
+    return 0
+
+
+def _session_create(args: argparse.Namespace) -> int:
+    client = _client(args, signed=True)
+    client.create_session(
+        args.name,
+        min_peers=args.min_peers,
+        quorum_wait=args.quorum_wait,
+        round_timeout=args.round_timeout,
+    )
+    print(
+        f"created session {args.name!r}: min_peers={args.min_peers}, "
+        f"quorum_wait={args.quorum_wait}s, round_timeout={args.round_timeout}s"
+    )
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from swarmlib.ledger.audit import audit, format_audit
+
+    client = _client(args, signed=False)
+    names = [args.session] if args.session else _session_names(client)
+    mismatch = False
+    for name in names:
+        rows = audit(client, name)
+        mismatch |= any(r.status == "MISMATCH" for r in rows)
+        print(format_audit(rows, name))
+    return 3 if mismatch else 0
+
+
+def _session_names(client: LedgerClient) -> list[str]:
+    return client.session_names()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``swarmlib``."""
     parser = argparse.ArgumentParser(
@@ -33,9 +174,51 @@ def build_parser() -> argparse.ArgumentParser:
         description="Swarm Learning for Keras: peer to peer, no central server.",
     )
     parser.add_argument("--version", action="version", version=f"swarmlib {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def chain_args(p: argparse.ArgumentParser, *, key: bool, contract: bool = True) -> None:
+        p.add_argument("--rpc", default="http://127.0.0.1:8545", help="JSON-RPC URL")
+        p.add_argument("--chain-id", type=int, help="refuse a chain with another id")
+        if contract:
+            p.add_argument("--contract", required=True, help="SwarmLedger address")
+        if key:
+            p.add_argument("--key", required=True, help="file with the signing key")
+
     strategies = sub.add_parser("strategies", help="list the merge strategies and their names")
     strategies.set_defaults(func=_strategies)
+
+    chain = sub.add_parser("chain", help="serve a dev chain, deploy the contract")
+    chain_sub = chain.add_subparsers(dest="chain_command", metavar="ACTION", required=True)
+    serve = chain_sub.add_parser("serve", help="serve the embedded chain on 127.0.0.1 (dev only)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8545)
+    serve.add_argument("--write-keys", metavar="DIR", help="write the funded dev keys here")
+    serve.set_defaults(func=_chain_serve)
+    deploy = chain_sub.add_parser("deploy", help="deploy SwarmLedger; prints its address")
+    chain_args(deploy, key=True, contract=False)
+    deploy.set_defaults(func=_chain_deploy)
+
+    member = sub.add_parser("member", help="add or remove a member (admins)")
+    member.add_argument("action", choices=["add", "remove"])
+    chain_args(member, key=True)
+    member.add_argument("--address", required=True, help="the member's Ethereum address")
+    member.add_argument("--spiffe-id", help="spiffe://<trust-domain>/<path> (for add)")
+    member.set_defaults(func=_member)
+
+    session = sub.add_parser("session", help="create a training session (admins)")
+    session.add_argument("action", choices=["create"])
+    chain_args(session, key=True)
+    session.add_argument("--name", required=True)
+    session.add_argument("--min-peers", type=int, required=True)
+    session.add_argument("--quorum-wait", type=int, default=30, help="seconds (default 30)")
+    session.add_argument("--round-timeout", type=int, default=600, help="seconds (default 600)")
+    session.set_defaults(func=_session_create)
+
+    aud = sub.add_parser("audit", help="per round: participants, samples, merged-hash agreement")
+    chain_args(aud, key=False)
+    aud.add_argument("--session", help="one session (default: all)")
+    aud.set_defaults(func=_audit)
     return parser
 
 
@@ -46,7 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args))
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except SwarmError as e:
+        print(f"swarmlib: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

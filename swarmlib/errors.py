@@ -11,11 +11,32 @@ inherit the builtin they resemble, so ``except TimeoutError`` still works for a
     │   ├── DtypeMismatch                    a peer's update has another dtype
     │   ├── NonFiniteUpdate                  a peer's update holds NaN or Inf (refused)
     │   └── InvalidWeight                    a merge weight is zero, negative or not finite
-    └── TransportError (ConnectionError)     the peer-to-peer exchange failed
-        └── RoundFailed                      this round cannot complete; retry without
-            │                                ``err.culprits``
-            ├── PeerTimeout (TimeoutError)   participants sent nothing within the timeout
-            └── PeerRejected                 a participant's contribution was refused
+    ├── TransportError (ConnectionError)     the peer-to-peer exchange failed
+    │   └── RoundFailed                      this round cannot complete; retry without
+    │       │                                ``err.culprits``
+    │       ├── PeerTimeout (TimeoutError)   participants sent nothing within the timeout
+    │       └── PeerRejected                 a participant's contribution was refused
+    └── LedgerError                          the chain could not be used
+        ├── ChainUnreachable (ConnectionError)  no answer from the JSON-RPC URL after retries
+        ├── WrongChain                       the URL serves another chain id than expected
+        ├── NoContract                       no contract code at the given address
+        ├── InsufficientFunds                the node's account cannot pay for gas
+        ├── TransactionFailed                mined with status 0, or not mined in time
+        ├── QuorumTimeout (TimeoutError)     a round did not reach min_peers in time
+        └── ContractRevert                   the contract refused the call (``err.error``)
+            ├── NotAdmin                     only an admin may do that
+            ├── NotAMember                   not a member, or removed
+            ├── NotRegistered                a member that has not registered yet
+            ├── AlreadyMember, AlreadyAdmin, LastAdmin
+            ├── InvalidSpiffeId (ValueError) not a well-formed spiffe://trust-domain/path
+            ├── InvalidRegistration          empty endpoint or CURVE key
+            ├── SessionExists, UnknownSession, InvalidSessionParameters
+            ├── AlreadyVoted                 this member already voted in that round attempt
+            ├── RoundClosed                  that round attempt is closed
+            ├── PreviousAttemptOpen          attempt n+1 before attempt n closed
+            ├── QuorumNotReached             fewer than min_peers voted
+            ├── QuorumWaitNotOver            closing before the quorum wait passed
+            └── RoundNotOpen                 nobody voted in that round attempt yet
 
 Messages that are merely *foreign* (a non-participant, another round, a replay,
 a tampered or truncated frame) never raise: they are dropped and logged, and the
@@ -27,18 +48,43 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "AlreadyAdmin",
+    "AlreadyMember",
+    "AlreadyVoted",
+    "ChainUnreachable",
     "ConfigurationError",
+    "ContractRevert",
     "DtypeMismatch",
+    "InsufficientFunds",
+    "InvalidRegistration",
+    "InvalidSessionParameters",
+    "InvalidSpiffeId",
     "InvalidWeight",
+    "LastAdmin",
+    "LedgerError",
     "MergeError",
+    "NoContract",
     "NonFiniteUpdate",
+    "NotAMember",
+    "NotAdmin",
+    "NotRegistered",
     "PeerRejected",
     "PeerTimeout",
+    "PreviousAttemptOpen",
+    "QuorumNotReached",
+    "QuorumTimeout",
+    "QuorumWaitNotOver",
+    "RoundClosed",
     "RoundFailed",
+    "RoundNotOpen",
+    "SessionExists",
     "ShapeMismatch",
     "SwarmError",
     "SwarmWarning",
+    "TransactionFailed",
     "TransportError",
+    "UnknownSession",
+    "WrongChain",
 ]
 
 
@@ -114,3 +160,113 @@ class PeerTimeout(RoundFailed, TimeoutError):
 
 class PeerRejected(RoundFailed):
     """A participant's contribution was refused (bad model size, NaN/Inf, bad weight)."""
+
+
+class LedgerError(SwarmError):
+    """The chain could not be used."""
+
+
+class ChainUnreachable(LedgerError, ConnectionError):
+    """No answer from the chain's JSON-RPC endpoint after retries."""
+
+
+class WrongChain(LedgerError):
+    """The endpoint serves another chain than the one expected."""
+
+
+class NoContract(LedgerError):
+    """There is no contract code at the given address."""
+
+
+class InsufficientFunds(LedgerError):
+    """The node's account cannot pay for the gas of a transaction."""
+
+
+class TransactionFailed(LedgerError):
+    """A transaction was mined with status 0, or was not mined within the timeout."""
+
+
+class QuorumTimeout(LedgerError, TimeoutError):
+    """A round did not reach ``min_peers`` votes within the round timeout."""
+
+
+class ContractRevert(LedgerError):
+    """The contract refused a call.
+
+    Attributes:
+        error: The contract's custom error name (e.g. ``"NotAMember"``).
+        args: Its decoded arguments.
+    """
+
+    def __init__(self, message: str, *, error: str = "", args: tuple[object, ...] = ()):
+        super().__init__(message)
+        self.error = error
+        self.error_args = args
+
+
+class NotAdmin(ContractRevert):
+    """Only an admin may do that."""
+
+
+class NotAMember(ContractRevert):
+    """The account is not a member of the swarm, or was removed."""
+
+
+class NotRegistered(ContractRevert):
+    """The member has not registered its endpoint and keys yet."""
+
+
+class AlreadyMember(ContractRevert):
+    """The account is already an active member."""
+
+
+class AlreadyAdmin(ContractRevert):
+    """The account is already an admin."""
+
+
+class LastAdmin(ContractRevert):
+    """The last admin cannot be removed."""
+
+
+class InvalidSpiffeId(ContractRevert, ValueError):
+    """Not a well-formed ``spiffe://trust-domain/path`` ID."""
+
+
+class InvalidRegistration(ContractRevert):
+    """Registration data is empty or too long."""
+
+
+class SessionExists(ContractRevert):
+    """A training session of that name already exists."""
+
+
+class UnknownSession(ContractRevert):
+    """No training session of that name exists."""
+
+
+class InvalidSessionParameters(ContractRevert):
+    """``min_peers`` and the round timeout must be positive and the name non-empty."""
+
+
+class AlreadyVoted(ContractRevert):
+    """This member already voted in that round attempt."""
+
+
+class RoundClosed(ContractRevert):
+    """That round attempt is already closed."""
+
+
+class PreviousAttemptOpen(ContractRevert):
+    """Attempt n+1 of a round can only be voted once attempt n is closed."""
+
+
+class QuorumNotReached(ContractRevert):
+    """Fewer than ``min_peers`` members voted."""
+
+
+class QuorumWaitNotOver(ContractRevert):
+    """The round cannot be closed before the quorum wait has passed."""
+
+
+class RoundNotOpen(ContractRevert):
+    """Nobody voted in that round attempt yet."""

@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.30;
+
+/// @title SwarmLedger: membership, sync-round agreement and an audit trail for Swarm Learning.
+/// @notice No model data is stored here: only members, votes, sample counts and model hashes.
+///         Admins add members (an Ethereum address bound to a SPIFFE ID); members register their
+///         transport endpoint, CURVE public key and SVID certificate hash, then vote `ready` once
+///         per round. A round closes when `minPeers` have voted and either every active registered
+///         member has voted or the quorum wait has passed; its participant list is frozen in vote
+///         order. A failed attempt is retried as `attempt + 1`.
+contract SwarmLedger {
+    struct Member {
+        string spiffeId;
+        bool active;
+        bool registered;
+        string endpoint;
+        bytes32 curveKey;
+        bytes32 svidHash;
+    }
+
+    struct Session {
+        bool exists;
+        uint32 minPeers;
+        uint32 quorumWait;
+        uint32 roundTimeout;
+        string name;
+    }
+
+    struct Vote {
+        bool voted;
+        uint64 nSamples;
+        bytes32 previousMergedHash;
+    }
+
+    struct Round {
+        uint64 openedAt;
+        bool closed;
+        address[] participants;
+        mapping(address => Vote) votes;
+    }
+
+    mapping(address => bool) public isAdmin;
+    uint256 public adminCount;
+    mapping(address => Member) private members;
+    address[] private memberList;
+    mapping(address => bool) private listed;
+    uint256 public activeRegisteredCount;
+    mapping(bytes32 => Session) private sessions;
+    bytes32[] private sessionList;
+    mapping(bytes32 => mapping(uint64 => mapping(uint32 => Round))) private rounds;
+
+    event AdminAdded(address indexed admin, address indexed by);
+    event AdminRemoved(address indexed admin, address indexed by);
+    event MemberAdded(address indexed member, string spiffeId, address indexed by);
+    event MemberRemoved(address indexed member, address indexed by);
+    event MemberRegistered(
+        address indexed member, string endpoint, bytes32 curveKey, bytes32 svidHash
+    );
+    event SessionCreated(
+        bytes32 indexed session, string name, uint32 minPeers, uint32 quorumWait, uint32 roundTimeout
+    );
+    event Voted(
+        bytes32 indexed session,
+        uint64 indexed round,
+        uint32 attempt,
+        address indexed member,
+        uint64 nSamples,
+        bytes32 previousMergedHash,
+        uint256 position
+    );
+    event RoundAgreed(
+        bytes32 indexed session, uint64 indexed round, uint32 attempt, address[] participants
+    );
+
+    error NotAdmin(address caller);
+    error NotAMember(address account);
+    error AlreadyMember(address account);
+    error NotRegistered(address account);
+    error LastAdmin();
+    error AlreadyAdmin(address account);
+    error InvalidSpiffeId(string spiffeId);
+    error InvalidRegistration();
+    error SessionExists(bytes32 session);
+    error UnknownSession(bytes32 session);
+    error InvalidSessionParameters();
+    error AlreadyVoted(address member, uint64 round, uint32 attempt);
+    error RoundClosed(bytes32 session, uint64 round, uint32 attempt);
+    error PreviousAttemptOpen(bytes32 session, uint64 round, uint32 attempt);
+    error QuorumNotReached(uint256 votes, uint32 minPeers);
+    error QuorumWaitNotOver(uint64 until);
+    error RoundNotOpen(bytes32 session, uint64 round, uint32 attempt);
+
+    modifier onlyAdmin() {
+        if (!isAdmin[msg.sender]) revert NotAdmin(msg.sender);
+        _;
+    }
+
+    modifier onlyActiveMember() {
+        if (!members[msg.sender].active) revert NotAMember(msg.sender);
+        _;
+    }
+
+    constructor() {
+        isAdmin[msg.sender] = true;
+        adminCount = 1;
+        emit AdminAdded(msg.sender, msg.sender);
+    }
+
+    // ------------------------------------------------------------------ admins
+
+    function addAdmin(address account) external onlyAdmin {
+        if (isAdmin[account]) revert AlreadyAdmin(account);
+        isAdmin[account] = true;
+        adminCount += 1;
+        emit AdminAdded(account, msg.sender);
+    }
+
+    function removeAdmin(address account) external onlyAdmin {
+        if (!isAdmin[account]) revert NotAdmin(account);
+        if (adminCount == 1) revert LastAdmin();
+        isAdmin[account] = false;
+        adminCount -= 1;
+        emit AdminRemoved(account, msg.sender);
+    }
+
+    // ----------------------------------------------------------------- members
+
+    function addMember(address account, string calldata spiffeId) external onlyAdmin {
+        if (members[account].active) revert AlreadyMember(account);
+        bytes memory id = bytes(spiffeId);
+        if (id.length < 10 || id.length > 2048 || !_startsWithSpiffe(id)) {
+            revert InvalidSpiffeId(spiffeId);
+        }
+        members[account] = Member(spiffeId, true, false, "", bytes32(0), bytes32(0));
+        if (!listed[account]) {
+            listed[account] = true;
+            memberList.push(account);
+        }
+        emit MemberAdded(account, spiffeId, msg.sender);
+    }
+
+    /// @notice Takes effect at once: the member can no longer register or vote.
+    function removeMember(address account) external onlyAdmin {
+        Member storage m = members[account];
+        if (!m.active) revert NotAMember(account);
+        if (m.registered) activeRegisteredCount -= 1;
+        m.active = false;
+        m.registered = false;
+        emit MemberRemoved(account, msg.sender);
+    }
+
+    /// @notice Publish (or update) this member's transport endpoint, CURVE key and SVID hash.
+    function register(string calldata endpoint, bytes32 curveKey, bytes32 svidHash)
+        external
+        onlyActiveMember
+    {
+        if (bytes(endpoint).length == 0 || bytes(endpoint).length > 512 || curveKey == bytes32(0)) {
+            revert InvalidRegistration();
+        }
+        Member storage m = members[msg.sender];
+        if (!m.registered) {
+            m.registered = true;
+            activeRegisteredCount += 1;
+        }
+        m.endpoint = endpoint;
+        m.curveKey = curveKey;
+        m.svidHash = svidHash;
+        emit MemberRegistered(msg.sender, endpoint, curveKey, svidHash);
+    }
+
+    // ---------------------------------------------------------------- sessions
+
+    function createSession(
+        string calldata name,
+        uint32 minPeers,
+        uint32 quorumWait,
+        uint32 roundTimeout
+    ) external onlyAdmin returns (bytes32 session) {
+        session = keccak256(bytes(name));
+        if (sessions[session].exists) revert SessionExists(session);
+        if (minPeers == 0 || roundTimeout == 0 || bytes(name).length == 0) {
+            revert InvalidSessionParameters();
+        }
+        sessions[session] = Session(true, minPeers, quorumWait, roundTimeout, name);
+        sessionList.push(session);
+        emit SessionCreated(session, name, minPeers, quorumWait, roundTimeout);
+    }
+
+    // ------------------------------------------------------------------ rounds
+
+    /// @notice Vote to take part in `round` (attempt `attempt`) with `nSamples` training samples;
+    ///         `previousMergedHash` is this member's SHA-256 of the merged model it loaded last.
+    function ready(
+        bytes32 session,
+        uint64 round,
+        uint32 attempt,
+        uint64 nSamples,
+        bytes32 previousMergedHash
+    ) external onlyActiveMember {
+        Session storage s = sessions[session];
+        if (!s.exists) revert UnknownSession(session);
+        if (!members[msg.sender].registered) revert NotRegistered(msg.sender);
+        if (attempt > 0 && !rounds[session][round][attempt - 1].closed) {
+            revert PreviousAttemptOpen(session, round, attempt - 1);
+        }
+        Round storage r = rounds[session][round][attempt];
+        if (r.closed) revert RoundClosed(session, round, attempt);
+        if (r.votes[msg.sender].voted) revert AlreadyVoted(msg.sender, round, attempt);
+        if (r.participants.length == 0) r.openedAt = uint64(block.timestamp);
+        r.votes[msg.sender] = Vote(true, nSamples, previousMergedHash);
+        r.participants.push(msg.sender);
+        emit Voted(
+            session, round, attempt, msg.sender, nSamples, previousMergedHash, r.participants.length
+        );
+        if (_closable(s, r)) _close(session, round, attempt, r);
+    }
+
+    /// @notice Close a round once `minPeers` voted and the quorum wait has passed.
+    function closeRound(bytes32 session, uint64 round, uint32 attempt) external onlyActiveMember {
+        Session storage s = sessions[session];
+        if (!s.exists) revert UnknownSession(session);
+        Round storage r = rounds[session][round][attempt];
+        if (r.closed) revert RoundClosed(session, round, attempt);
+        if (r.participants.length == 0) revert RoundNotOpen(session, round, attempt);
+        if (r.participants.length < s.minPeers) {
+            revert QuorumNotReached(r.participants.length, s.minPeers);
+        }
+        if (!_closable(s, r)) revert QuorumWaitNotOver(r.openedAt + s.quorumWait);
+        _close(session, round, attempt, r);
+    }
+
+    // ------------------------------------------------------------------- views
+
+    function getMember(address account)
+        external
+        view
+        returns (
+            string memory spiffeId,
+            bool active,
+            bool registered,
+            string memory endpoint,
+            bytes32 curveKey,
+            bytes32 svidHash
+        )
+    {
+        Member storage m = members[account];
+        return (m.spiffeId, m.active, m.registered, m.endpoint, m.curveKey, m.svidHash);
+    }
+
+    function memberAddresses() external view returns (address[] memory) {
+        return memberList;
+    }
+
+    function getSession(bytes32 session)
+        external
+        view
+        returns (
+            bool exists,
+            string memory name,
+            uint32 minPeers,
+            uint32 quorumWait,
+            uint32 roundTimeout
+        )
+    {
+        Session storage s = sessions[session];
+        return (s.exists, s.name, s.minPeers, s.quorumWait, s.roundTimeout);
+    }
+
+    function sessionIds() external view returns (bytes32[] memory) {
+        return sessionList;
+    }
+
+    function getRound(bytes32 session, uint64 round, uint32 attempt)
+        external
+        view
+        returns (uint64 openedAt, bool closed, address[] memory participants)
+    {
+        Round storage r = rounds[session][round][attempt];
+        return (r.openedAt, r.closed, r.participants);
+    }
+
+    function getVote(bytes32 session, uint64 round, uint32 attempt, address member)
+        external
+        view
+        returns (bool voted, uint64 nSamples, bytes32 previousMergedHash)
+    {
+        Vote storage v = rounds[session][round][attempt].votes[member];
+        return (v.voted, v.nSamples, v.previousMergedHash);
+    }
+
+    // --------------------------------------------------------------- internals
+
+    function _closable(Session storage s, Round storage r) private view returns (bool) {
+        uint256 votes = r.participants.length;
+        if (votes < s.minPeers) return false;
+        return votes >= activeRegisteredCount || block.timestamp >= r.openedAt + s.quorumWait;
+    }
+
+    function _close(bytes32 session, uint64 round, uint32 attempt, Round storage r) private {
+        r.closed = true;
+        emit RoundAgreed(session, round, attempt, r.participants);
+    }
+
+    function _startsWithSpiffe(bytes memory id) private pure returns (bool) {
+        bytes memory prefix = bytes("spiffe://");
+        for (uint256 i = 0; i < prefix.length; i++) {
+            if (id[i] != prefix[i]) return false;
+        }
+        return true;
+    }
+}

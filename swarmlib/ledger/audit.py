@@ -1,0 +1,118 @@
+"""The audit trail: per round, who took part, with what samples, and whether all loaded one model.
+
+Read from the contract's events (``Voted``, ``RoundAgreed``) with ``get_logs``
+over an explicit block range. The hash of the model merged in round *r* is what
+each participant reports as ``previousMergedHash`` when it votes in round
+*r + 1*; so the latest round stays "pending" until the next vote.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from swarmlib.ledger.client import LedgerClient, session_id
+
+__all__ = ["AuditRow", "audit", "format_audit"]
+
+
+@dataclass
+class AuditRow:
+    """One agreed round attempt.
+
+    Attributes:
+        status: ``"agree"`` (every participant that reported recorded the same
+            hash), ``"MISMATCH"`` (they differ), ``"pending"`` (nobody has
+            reported yet) or ``"retried"`` (a later attempt of the round was agreed).
+    """
+
+    round: int
+    attempt: int
+    participants: list[str]
+    spiffe_ids: list[str]
+    samples: list[int]
+    hashes: dict[str, bytes] = field(default_factory=dict)
+    status: str = "pending"
+
+    @property
+    def merged_hash(self) -> bytes | None:
+        """The agreed merged-model hash, if every report agrees."""
+        values = set(self.hashes.values())
+        return next(iter(values)) if self.status == "agree" and len(values) == 1 else None
+
+
+def audit(client: LedgerClient, session: str, *, from_block: int = 0) -> list[AuditRow]:
+    """The audit rows of ``session``, by round and attempt.
+
+    Raises:
+        UnknownSession: the contract has no such session.
+    """
+    client.session(session)  # fails clearly on an unknown session
+    sid = session_id(session)
+    latest = client.w3.eth.block_number
+    events = client.contract.events
+    votes = events.Voted().get_logs(
+        argument_filters={"session": sid}, from_block=from_block, to_block=latest
+    )
+    agreed = events.RoundAgreed().get_logs(
+        argument_filters={"session": sid}, from_block=from_block, to_block=latest
+    )
+    samples: dict[tuple[int, int, str], int] = {}
+    reported: dict[int, dict[str, bytes]] = defaultdict(dict)  # round -> member -> hash
+    for ev in votes:
+        a = ev["args"]
+        samples[(a["round"], a["attempt"], a["member"])] = a["nSamples"]
+        if a["round"] > 0 and a["previousMergedHash"] != b"\0" * 32:
+            reported[a["round"] - 1].setdefault(a["member"], bytes(a["previousMergedHash"]))
+    final_attempt: dict[int, int] = {}
+    for ev in agreed:
+        r, att = ev["args"]["round"], ev["args"]["attempt"]
+        final_attempt[r] = max(final_attempt.get(r, att), att)
+    spiffe: dict[str, str] = {}
+    rows = []
+    for ev in sorted(agreed, key=lambda e: (e["args"]["round"], e["args"]["attempt"])):
+        r, att = ev["args"]["round"], ev["args"]["attempt"]
+        people = list(ev["args"]["participants"])
+        for p in people:
+            if p not in spiffe:
+                spiffe[p] = client.member(p).spiffe_id
+        row = AuditRow(
+            round=r,
+            attempt=att,
+            participants=people,
+            spiffe_ids=[spiffe[p] for p in people],
+            samples=[samples.get((r, att, p), 0) for p in people],
+        )
+        if att < final_attempt[r]:
+            row.status = "retried"
+        else:
+            row.hashes = {p: reported[r][p] for p in people if p in reported[r]}
+            distinct = set(row.hashes.values())
+            row.status = (
+                "pending" if not distinct else "agree" if len(distinct) == 1 else "MISMATCH"
+            )
+        rows.append(row)
+    return rows
+
+
+def format_audit(rows: list[AuditRow], session: str) -> str:
+    """A table a person can read; mismatches stand out."""
+    if not rows:
+        return f"session {session!r}: no agreed rounds yet"
+    lines = [f"session {session!r}: {len(rows)} agreed round attempt(s)"]
+    lines.append(
+        f"{'round':>5} {'att':>3}  {'status':<8}  {'merged sha256':<16}  participants (samples)"
+    )
+    for row in rows:
+        who = ", ".join(f"{s} ({n})" for s, n in zip(row.spiffe_ids, row.samples, strict=True))
+        digest = row.merged_hash.hex()[:16] if row.merged_hash else "-"
+        note = ""
+        if row.status == "MISMATCH":
+            groups: dict[bytes, list[str]] = defaultdict(list)
+            for p, h in row.hashes.items():
+                groups[h].append(row.spiffe_ids[row.participants.index(p)])
+            note = "  <- " + "; ".join(f"{h.hex()[:12]}: {', '.join(g)}" for h, g in groups.items())
+        elif row.status == "agree" and len(row.hashes) < len(row.participants):
+            note = f"  ({len(row.hashes)} of {len(row.participants)} reported)"
+        lines.append(f"{row.round:>5} {row.attempt:>3}  {row.status:<8}  {digest:<16}  {who}{note}")
+    return "\n".join(lines)

@@ -1,0 +1,516 @@
+"""A small typed client of the SwarmLedger contract over web3 + eth-account.
+
+Reads are ``eth_call`` views; writes are transactions signed locally with the
+node's key, sent raw, awaited with a timeout and checked for ``status``. Before
+a write is sent it is simulated, so a contract refusal becomes a named
+:class:`~swarmlib.errors.ContractRevert` subclass (``NotAMember``,
+``RoundClosed``, …) without spending gas.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from eth_abi.abi import decode as abi_decode
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted
+from web3.types import TxReceipt
+
+from swarmlib import errors
+from swarmlib.errors import (
+    ConfigurationError,
+    ContractRevert,
+    InsufficientFunds,
+    NoContract,
+    QuorumTimeout,
+    TransactionFailed,
+)
+from swarmlib.ledger.artifact import load_artifact
+from swarmlib.ledger.chain import with_retries
+
+__all__ = [
+    "LedgerClient",
+    "MemberInfo",
+    "RoundInfo",
+    "SessionInfo",
+    "VoteInfo",
+    "check_spiffe_id",
+    "session_id",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ZERO32 = b"\0" * 32
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    """A member as the contract records it."""
+
+    address: str
+    spiffe_id: str
+    active: bool
+    registered: bool
+    endpoint: str
+    curve_key: bytes
+    svid_hash: bytes
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A training session: its quorum and timing rules."""
+
+    session: bytes
+    name: str
+    min_peers: int
+    quorum_wait: int
+    round_timeout: int
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    """One attempt of one round: when it opened, whether it closed, who voted (in order)."""
+
+    round: int
+    attempt: int
+    opened_at: int
+    closed: bool
+    participants: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VoteInfo:
+    """One member's vote in one round attempt."""
+
+    voted: bool
+    n_samples: int
+    previous_merged_hash: bytes
+
+
+def session_id(name: str) -> bytes:
+    """The contract's id of a session name: ``keccak256(utf-8 name)``."""
+    return bytes(keccak(text=name))
+
+
+def check_spiffe_id(spiffe_id: str) -> str:
+    """Light check of a SPIFFE ID before it goes on chain (the identity layer checks fully).
+
+    Raises:
+        InvalidSpiffeId: not ``spiffe://<trust-domain>/<path>`` of printable ASCII.
+    """
+    rest = spiffe_id[len("spiffe://") :] if spiffe_id.startswith("spiffe://") else ""
+    domain, _, path = rest.partition("/")
+    ok = (
+        bool(domain)
+        and bool(path)
+        and len(spiffe_id) <= 2048
+        and all(c.isascii() and c.isprintable() and not c.isspace() for c in spiffe_id)
+        and "" not in path.split("/")
+        and domain == domain.lower()
+    )
+    if not ok:
+        raise errors.InvalidSpiffeId(
+            f"Invalid SPIFFE ID {spiffe_id!r}: expected spiffe://<trust-domain>/<path>, "
+            "e.g. spiffe://hospital-a.example/swarm/node-1 (lowercase trust domain, no empty "
+            "path segments, no spaces).",
+            error="InvalidSpiffeId",
+            args=(spiffe_id,),
+        )
+    return spiffe_id
+
+
+def _error_selectors(abi: list[dict[str, Any]]) -> dict[bytes, tuple[str, list[str]]]:
+    out = {}
+    for item in abi:
+        if item["type"] == "error":
+            types = [i["type"] for i in item["inputs"]]
+            signature = f"{item['name']}({','.join(types)})"
+            out[bytes(keccak(text=signature))[:4]] = (item["name"], types)
+    return out
+
+
+class LedgerClient:
+    """Reads and writes of one deployed SwarmLedger, as one account.
+
+    Args:
+        w3: A connected ``Web3`` (see :func:`swarmlib.ledger.chain.connect`).
+        address: The contract's address.
+        account: The node's account, to sign writes. Reads work without it.
+        tx_timeout: Seconds to wait for a transaction's receipt. Defaults to 60.
+        rpc: How to name the chain in errors. Defaults to the provider's repr.
+
+    Raises:
+        NoContract: there is no code at ``address`` (wrong address or wrong chain).
+    """
+
+    def __init__(
+        self,
+        w3: Web3,
+        address: str,
+        account: LocalAccount | None = None,
+        *,
+        tx_timeout: float = 60.0,
+        rpc: str | None = None,
+    ):
+        self.w3 = w3
+        self.account = account
+        self.tx_timeout = tx_timeout
+        self.rpc = rpc or str(getattr(w3.provider, "endpoint_uri", "embedded"))
+        try:
+            self.address = to_checksum_address(address)
+        except ValueError as e:
+            raise ConfigurationError(f"Invalid contract address {address!r}: {e}") from e
+        code = self._rpc(lambda: w3.eth.get_code(self.address), "eth_getCode")
+        if not code:
+            raise NoContract(
+                f"No contract at {self.address} on {self.rpc}. Check the address, and that "
+                "--rpc points at the chain it was deployed on (`swarmlib chain deploy`)."
+            )
+        artifact = load_artifact()
+        self.contract: Contract = w3.eth.contract(address=self.address, abi=artifact.abi)
+        self._errors = _error_selectors(artifact.abi)
+
+    # ------------------------------------------------------------------ deploy
+
+    @classmethod
+    def deploy(
+        cls, w3: Web3, account: LocalAccount, *, tx_timeout: float = 60.0, rpc: str | None = None
+    ) -> LedgerClient:
+        """Deploy a new SwarmLedger with ``account`` as its first admin."""
+        artifact = load_artifact()
+        factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        probe = cls.__new__(cls)
+        probe.w3, probe.account, probe.tx_timeout = w3, account, tx_timeout
+        probe.rpc = rpc or str(getattr(w3.provider, "endpoint_uri", "embedded"))
+        probe._errors = _error_selectors(artifact.abi)
+        receipt = probe._send(factory.constructor(), "deploy SwarmLedger")
+        address = receipt["contractAddress"]
+        assert address is not None
+        logger.info("Deployed SwarmLedger at %s (gas %d)", address, receipt["gasUsed"])
+        return cls(w3, address, account, tx_timeout=tx_timeout, rpc=rpc)
+
+    # ------------------------------------------------------------------- reads
+
+    def is_admin(self, address: str) -> bool:
+        """Whether ``address`` is an admin."""
+        return bool(self._call(self.contract.functions.isAdmin(to_checksum_address(address))))
+
+    def member(self, address: str) -> MemberInfo:
+        """The member record of ``address`` (inactive and empty if it never was one)."""
+        addr = to_checksum_address(address)
+        spiffe, active, registered, endpoint, curve, svid = self._call(
+            self.contract.functions.getMember(addr)
+        )
+        return MemberInfo(addr, spiffe, active, registered, endpoint, bytes(curve), bytes(svid))
+
+    def members(self) -> list[MemberInfo]:
+        """Every address ever added, active or not, in the order they were added."""
+        return [self.member(a) for a in self._call(self.contract.functions.memberAddresses())]
+
+    def active_registered_count(self) -> int:
+        """How many active members have registered."""
+        return int(self._call(self.contract.functions.activeRegisteredCount()))
+
+    def session(self, name: str) -> SessionInfo:
+        """The session called ``name``.
+
+        Raises:
+            UnknownSession: there is none.
+        """
+        sid = session_id(name)
+        exists, stored, min_peers, wait, timeout = self._call(
+            self.contract.functions.getSession(sid)
+        )
+        if not exists:
+            raise errors.UnknownSession(
+                f"No training session {name!r} in the contract at {self.address}; an admin "
+                "creates it with create_session().",
+                error="UnknownSession",
+                args=(sid,),
+            )
+        return SessionInfo(sid, stored, min_peers, wait, timeout)
+
+    def session_names(self) -> list[str]:
+        """Names of every session created in this contract, oldest first."""
+        ids = self._call(self.contract.functions.sessionIds())
+        return [self._call(self.contract.functions.getSession(i))[1] for i in ids]
+
+    def round(self, session: str, round_id: int, attempt: int = 0) -> RoundInfo:
+        """The state of one round attempt."""
+        opened, closed, participants = self._call(
+            self.contract.functions.getRound(session_id(session), round_id, attempt)
+        )
+        return RoundInfo(round_id, attempt, opened, closed, tuple(participants))
+
+    def vote(self, session: str, round_id: int, attempt: int, member: str) -> VoteInfo:
+        """One member's vote in one round attempt."""
+        voted, n, prev = self._call(
+            self.contract.functions.getVote(
+                session_id(session), round_id, attempt, to_checksum_address(member)
+            )
+        )
+        return VoteInfo(voted, n, bytes(prev))
+
+    # ------------------------------------------------------------------ writes
+
+    def add_admin(self, address: str) -> TxReceipt:
+        """Make ``address`` an admin (admins only)."""
+        return self._send(
+            self.contract.functions.addAdmin(to_checksum_address(address)), "addAdmin"
+        )
+
+    def remove_admin(self, address: str) -> TxReceipt:
+        """Revoke an admin (admins only; never the last one)."""
+        return self._send(
+            self.contract.functions.removeAdmin(to_checksum_address(address)), "removeAdmin"
+        )
+
+    def add_member(self, address: str, spiffe_id: str) -> TxReceipt:
+        """Admit ``address`` as a member bound to ``spiffe_id`` (admins only)."""
+        check_spiffe_id(spiffe_id)
+        return self._send(
+            self.contract.functions.addMember(to_checksum_address(address), spiffe_id),
+            "addMember",
+        )
+
+    def remove_member(self, address: str) -> TxReceipt:
+        """Remove a member at once: it can no longer register or vote (admins only)."""
+        return self._send(
+            self.contract.functions.removeMember(to_checksum_address(address)), "removeMember"
+        )
+
+    def register(self, endpoint: str, curve_key: bytes, svid_hash: bytes = ZERO32) -> TxReceipt:
+        """Publish this member's endpoint, raw 32-byte CURVE public key and SVID hash."""
+        if len(curve_key) != 32 or len(svid_hash) != 32:
+            raise ConfigurationError(
+                "`curve_key` and `svid_hash` must be 32 raw bytes (decode a Z85 CURVE key "
+                "with zmq.utils.z85.decode)."
+            )
+        return self._send(
+            self.contract.functions.register(endpoint, curve_key, svid_hash), "register"
+        )
+
+    def create_session(
+        self, name: str, *, min_peers: int, quorum_wait: int = 30, round_timeout: int = 600
+    ) -> TxReceipt:
+        """Create a training session (admins only).
+
+        Args:
+            name: The session's name; several sessions can share one contract.
+            min_peers: Fewest participants a round may close with.
+            quorum_wait: Seconds after the first vote after which a round with
+                ``min_peers`` votes may close without the remaining members.
+                Defaults to 30.
+            round_timeout: Seconds a node waits for a round to close before it
+                gives up with :class:`QuorumTimeout`. Defaults to 600.
+        """
+        return self._send(
+            self.contract.functions.createSession(name, min_peers, quorum_wait, round_timeout),
+            "createSession",
+        )
+
+    def ready(
+        self,
+        session: str,
+        round_id: int,
+        attempt: int,
+        n_samples: int,
+        previous_merged_hash: bytes = ZERO32,
+    ) -> TxReceipt:
+        """Vote to take part in a round; records the hash of the last merged model loaded."""
+        if len(previous_merged_hash) != 32:
+            raise ConfigurationError("`previous_merged_hash` must be 32 bytes (a SHA-256).")
+        return self._send(
+            self.contract.functions.ready(
+                session_id(session), round_id, attempt, n_samples, previous_merged_hash
+            ),
+            f"ready(round {round_id}, attempt {attempt})",
+        )
+
+    def close_round(self, session: str, round_id: int, attempt: int = 0) -> TxReceipt:
+        """Close a round whose quorum wait has passed with at least ``min_peers`` votes."""
+        return self._send(
+            self.contract.functions.closeRound(session_id(session), round_id, attempt),
+            f"closeRound(round {round_id}, attempt {attempt})",
+        )
+
+    def wait_for_round(
+        self,
+        session: str,
+        round_id: int,
+        attempt: int = 0,
+        *,
+        timeout: float | None = None,
+        poll: float = 0.05,
+        max_poll: float = 1.0,
+    ) -> RoundInfo:
+        """Wait until a round attempt closes, closing it once its quorum wait has passed.
+
+        Polls the contract with exponential backoff (``poll`` up to ``max_poll``).
+
+        Args:
+            timeout: Seconds to wait. Defaults to the session's round timeout.
+
+        Returns:
+            The closed round, with its participants in vote order.
+
+        Raises:
+            QuorumTimeout: not closed in time; says how many members voted.
+            ChainUnreachable: the chain stopped answering.
+        """
+        info = self.session(session)
+        limit = float(info.round_timeout if timeout is None else timeout)
+        deadline = time.monotonic() + limit
+        delay = poll
+        while True:
+            state = self.round(session, round_id, attempt)
+            if state.closed:
+                return state
+            votes = len(state.participants)
+            if self.account is not None and votes >= info.min_peers:
+                # let the contract judge the quorum wait by its own clock: the check is
+                # simulated first, so a refusal costs no gas
+                try:
+                    self.close_round(session, round_id, attempt)
+                    continue
+                except errors.RoundClosed:
+                    continue  # another participant closed it first
+                except errors.QuorumWaitNotOver:
+                    pass
+            if time.monotonic() >= deadline:
+                raise QuorumTimeout(
+                    f"Round {round_id} attempt {attempt} of session {session!r} did not close "
+                    f"within {limit:g}s: {votes} member(s) voted, min_peers is "
+                    f"{info.min_peers}, {self.active_registered_count()} member(s) are "
+                    "registered. Start more nodes or lower min_peers."
+                )
+            time.sleep(delay)
+            delay = min(max_poll, delay * 1.5)
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _rpc(self, call: Callable[[], T], what: str) -> T:
+        return with_retries(call, what, self.rpc)
+
+    def _call(self, fn: ContractFunction) -> Any:
+        try:
+            return self._rpc(fn.call, fn.fn_name)
+        except (ContractCustomError, ContractLogicError) as e:
+            raise self._revert(e, fn.fn_name) from e
+
+    def _revert(self, e: Exception, what: str) -> ContractRevert:
+        data = getattr(e, "data", None)
+        if isinstance(data, dict):
+            data = data.get("data")
+        raw = bytes.fromhex(data[2:]) if isinstance(data, str) and data.startswith("0x") else b""
+        known = self._errors.get(raw[:4])
+        if known is None:
+            return ContractRevert(f"The contract refused {what}: {e}", error="", args=())
+        name, types = known
+        args = tuple(abi_decode(types, raw[4:]))
+        cls = getattr(errors, name, ContractRevert)
+        revert: ContractRevert = cls(_explain(name, args, what), error=name, args=args)
+        return revert
+
+    def _send(self, fn: Any, what: str) -> TxReceipt:
+        """Simulate, sign locally, send, await the receipt and check its status."""
+        if self.account is None:
+            raise ConfigurationError(f"{what} needs an account to sign with; pass `account`.")
+        sender = self.account.address
+        try:
+            gas = int(self._rpc(lambda: fn.estimate_gas({"from": sender}), "eth_estimateGas"))
+        except (ContractCustomError, ContractLogicError) as e:
+            raise self._revert(e, what) from e
+        except Exception as e:  # some chains refuse to estimate for an unfunded sender
+            text = str(e).lower()
+            if "afford" in text or "insufficient funds" in text:
+                raise InsufficientFunds(
+                    f"Account {sender} cannot pay for {what}: {e}. Fund the account on {self.rpc}."
+                ) from e
+            raise
+        w3 = self.w3
+        nonce = self._rpc(lambda: w3.eth.get_transaction_count(sender, "pending"), "nonce")
+        base = self._rpc(lambda: w3.eth.get_block("latest"), "eth_getBlock").get("baseFeePerGas")
+        tx: dict[str, Any] = {
+            "from": sender,
+            "nonce": nonce,
+            "gas": gas * 12 // 10 + 10_000,
+            "chainId": self._rpc(lambda: w3.eth.chain_id, "eth_chainId"),
+        }
+        if base is not None:
+            tip = 10**9
+            tx["maxPriorityFeePerGas"] = tip
+            tx["maxFeePerGas"] = 2 * int(base) + tip
+            price = tx["maxFeePerGas"]
+        else:
+            tx["gasPrice"] = price = self._rpc(lambda: w3.eth.gas_price, "eth_gasPrice")
+        cost = tx["gas"] * price
+        balance = self._rpc(lambda: w3.eth.get_balance(sender), "eth_getBalance")
+        if balance < cost:
+            raise InsufficientFunds(
+                f"Account {sender} has {balance} wei but {what} may cost up to {cost} wei "
+                f"({tx['gas']} gas at {price} wei). Fund the account on {self.rpc}."
+            )
+        built = fn.build_transaction(tx)
+        signed = self.account.sign_transaction(built)
+        tx_hash = self._rpc(
+            lambda: w3.eth.send_raw_transaction(signed.raw_transaction), "eth_sendRawTransaction"
+        )
+        try:
+            receipt = self._rpc(
+                lambda: w3.eth.wait_for_transaction_receipt(
+                    tx_hash, timeout=self.tx_timeout, poll_latency=0.05
+                ),
+                "eth_getTransactionReceipt",
+            )
+        except TimeExhausted as e:
+            raise TransactionFailed(
+                f"{what} (tx {tx_hash.hex()}) was not mined within {self.tx_timeout:g}s on "
+                f"{self.rpc}. Is the chain producing blocks?"
+            ) from e
+        if receipt["status"] != 1:
+            raise TransactionFailed(
+                f"{what} (tx {tx_hash.hex()}) was mined but failed (status 0, gas used "
+                f"{receipt['gasUsed']}). The chain state changed between the check and the "
+                "transaction; retry."
+            )
+        logger.debug(
+            "%s mined in block %d, gas %d", what, receipt["blockNumber"], receipt["gasUsed"]
+        )
+        return receipt
+
+
+def _explain(name: str, args: tuple[Any, ...], what: str) -> str:
+    """A sentence for a contract error that says what to do."""
+    hints = {
+        "NotAdmin": "only an admin may do this; use an admin's key",
+        "NotAMember": "the account is not an active member: an admin adds it with "
+        "`swarmlib member add` (a removed member must be added again)",
+        "NotRegistered": "the member must register its endpoint and keys first",
+        "AlreadyMember": "the account is already an active member",
+        "AlreadyAdmin": "the account is already an admin",
+        "LastAdmin": "the last admin cannot be removed; add another admin first",
+        "InvalidSpiffeId": "expected spiffe://<trust-domain>/<path>",
+        "InvalidRegistration": "the endpoint and the CURVE key must not be empty",
+        "SessionExists": "a session of that name exists; pick another name",
+        "UnknownSession": "no such training session; an admin creates it first",
+        "InvalidSessionParameters": "min_peers and round_timeout must be positive",
+        "AlreadyVoted": "this member already voted in that round attempt",
+        "RoundClosed": "that round attempt is closed; vote in the next attempt or round",
+        "PreviousAttemptOpen": "the previous attempt of this round is still open",
+        "QuorumNotReached": "fewer than min_peers members voted",
+        "QuorumWaitNotOver": "the quorum wait has not passed yet",
+        "RoundNotOpen": "nobody voted in that round attempt yet",
+    }
+    shown = ", ".join("0x" + a.hex() if isinstance(a, bytes) else str(a) for a in args)
+    return f"The contract refused {what}: {name}({shown}): {hints.get(name, 'see the contract')}."

@@ -1,0 +1,143 @@
+"""``swarmlib chain serve``: the embedded chain behind a JSON-RPC endpoint, for local processes.
+
+**For development only.** This is a thin HTTP front on eth-tester (py-evm): one
+request at a time, blocks mined on every transaction, ten funded accounts whose
+keys are public. It lets several local processes (the nodes that ``swarmlib
+run`` starts) share one chain without installing anything. Use anvil for
+heavier local tests and a permissioned network (geth Clique, Besu QBFT) for real
+deployments. It binds 127.0.0.1 unless told otherwise.
+
+Requests go through web3's eth-tester middleware (wire format in, Python values
+out) and answers are turned back into the JSON-RPC wire format (hex quantities
+and data), so any Ethereum client can talk to it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from web3 import Web3
+
+from swarmlib.ledger.chain import EmbeddedProvider
+
+__all__ = ["ChainServer", "to_wire"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_REQUEST = 8 << 20
+
+
+def to_wire(value: Any) -> Any:
+    """Python values from eth-tester → JSON-RPC wire format (hex quantities and data)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return hex(value)
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, Mapping):
+        return {
+            k: "0x" + v.to_bytes(256, "big").hex()  # a bloom filter is 256 bytes of data
+            if k == "logsBloom" and isinstance(v, int)
+            else to_wire(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [to_wire(v) for v in value]
+    return value
+
+
+class ChainServer:
+    """An embedded chain served over HTTP JSON-RPC.
+
+    Args:
+        host: Address to bind. Defaults to ``"127.0.0.1"``.
+        port: Port to bind; 0 picks a free one. Defaults to 8545.
+
+    Example:
+        >>> server = ChainServer(port=0)                       # doctest: +SKIP
+        >>> server.start(); print(server.url); server.stop()
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8545):
+        self.w3 = Web3(EmbeddedProvider())
+        provider: EmbeddedProvider = self.w3.provider  # type: ignore[assignment]
+        self._request: Callable[..., Any] = provider.request_func(self.w3, self.w3.middleware_onion)
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > _MAX_REQUEST:
+                    self.send_error(413, "request too large")
+                    return
+                try:
+                    request = json.loads(self.rfile.read(length))
+                except ValueError:
+                    reply: Any = _error(None, -32700, "parse error")
+                else:
+                    if isinstance(request, list):
+                        reply = [server.dispatch(r) for r in request]
+                    else:
+                        reply = server.dispatch(request)
+                body = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                logger.debug("%s " + format, self.address_string(), *args)
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The JSON-RPC URL, e.g. ``http://127.0.0.1:8545``."""
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def dispatch(self, request: Any) -> dict[str, Any]:
+        """Answer one JSON-RPC request object."""
+        if not isinstance(request, dict) or not isinstance(request.get("method"), str):
+            return _error(None, -32600, "invalid request")
+        rid = request.get("id")
+        params = request.get("params") or []
+        try:
+            with self._lock:  # eth-tester is not thread-safe
+                response = self._request(request["method"], params)
+        except Exception as e:  # an answer, never a dead server
+            logger.debug("%s failed: %s", request["method"], e)
+            return _error(rid, -32000, str(e))
+        if "error" in response:
+            return {"jsonrpc": "2.0", "id": rid, "error": response["error"]}
+        return {"jsonrpc": "2.0", "id": rid, "result": to_wire(response.get("result"))}
+
+    def start(self) -> None:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, name="swarmlib-chain", daemon=True
+        )
+        self._thread.start()
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted."""
+        self.httpd.serve_forever()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _error(rid: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}}

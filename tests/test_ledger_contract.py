@@ -1,0 +1,212 @@
+"""SwarmLedger's rules on the embedded chain (py-evm in process)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from swarmlib import errors
+from swarmlib.ledger import LedgerClient, connect, dev_accounts
+from swarmlib.ledger.audit import audit, format_audit
+
+H = [bytes([i]) * 32 for i in range(8)]  # stand-ins for merged-model hashes
+
+
+class Swarm:
+    """A deployed ledger with an admin and four members, three of them registered."""
+
+    def __init__(self) -> None:
+        self.w3: Web3 = connect("embedded")
+        accounts = dev_accounts()
+        self.admin = LedgerClient.deploy(self.w3, accounts[0])
+        self.nodes = [LedgerClient(self.w3, self.admin.address, a) for a in accounts[1:5]]
+        for i, node in enumerate(self.nodes):
+            self.admin.add_member(node.account.address, f"spiffe://swarm.test/node-{i}")  # type: ignore[union-attr]
+        for node in self.nodes[:3]:
+            node.register(f"tcp://127.0.0.1:{7000}", b"\x01" * 32, b"\x02" * 32)
+        self.outsider = LedgerClient(self.w3, self.admin.address, accounts[6])
+
+    def addr(self, i: int) -> str:
+        return self.nodes[i].account.address  # type: ignore[union-attr]
+
+    def travel(self, seconds: int) -> None:
+        tester = self.w3.provider.ethereum_tester  # type: ignore[attr-defined]
+        now = tester.get_block_by_number("pending")["timestamp"]
+        tester.time_travel(now + seconds)
+
+
+@pytest.fixture
+def swarm() -> Iterator[Swarm]:
+    yield Swarm()
+
+
+def test_deployer_is_the_only_admin_and_membership_is_admin_only(swarm: Swarm) -> None:
+    assert swarm.admin.is_admin(swarm.admin.account.address)  # type: ignore[union-attr]
+    assert not swarm.admin.is_admin(swarm.addr(0))
+    with pytest.raises(errors.NotAdmin, match="only an admin"):
+        swarm.nodes[0].add_member(swarm.outsider.account.address, "spiffe://swarm.test/x")  # type: ignore[union-attr]
+    with pytest.raises(errors.NotAdmin):
+        swarm.nodes[0].remove_member(swarm.addr(1))
+    with pytest.raises(errors.NotAdmin):
+        swarm.nodes[0].create_session("s", min_peers=1)
+    swarm.admin.add_admin(swarm.addr(3))
+    swarm.nodes[3].remove_admin(swarm.admin.account.address)  # type: ignore[union-attr]
+    with pytest.raises(errors.LastAdmin):
+        swarm.nodes[3].remove_admin(swarm.addr(3))
+    with pytest.raises(errors.AlreadyMember):
+        swarm.nodes[3].add_member(swarm.addr(0), "spiffe://swarm.test/again")
+
+
+def test_members_are_bound_to_spiffe_ids_and_register_their_transport(swarm: Swarm) -> None:
+    m = swarm.admin.member(swarm.addr(0))
+    assert (m.spiffe_id, m.active, m.registered) == ("spiffe://swarm.test/node-0", True, True)
+    assert (m.endpoint, m.curve_key, m.svid_hash) == (
+        "tcp://127.0.0.1:7000",
+        b"\x01" * 32,
+        b"\x02" * 32,
+    )
+    assert not swarm.admin.member(swarm.addr(3)).registered
+    assert swarm.admin.active_registered_count() == 3
+    assert [x.address for x in swarm.admin.members()] == [swarm.addr(i) for i in range(4)]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["node-1", "http://swarm.test/a", "spiffe://", "spiffe://swarm.test", "spiffe://td//a",
+     "spiffe://TD/a", "spiffe://td/a b"],
+)  # fmt: skip
+def test_malformed_spiffe_ids_are_refused(swarm: Swarm, bad: str) -> None:
+    with pytest.raises(errors.InvalidSpiffeId, match="spiffe://<trust-domain>/<path>"):
+        swarm.admin.add_member(swarm.outsider.account.address, bad)  # type: ignore[union-attr]
+
+
+def test_the_contract_itself_refuses_a_non_spiffe_id(swarm: Swarm) -> None:
+    fn = swarm.admin.contract.functions.addMember(swarm.outsider.account.address, "http://x/y")  # type: ignore[union-attr]
+    with pytest.raises(errors.InvalidSpiffeId):
+        swarm.admin._send(fn, "addMember")
+
+
+def test_non_members_and_removed_members_are_refused(swarm: Swarm) -> None:
+    swarm.admin.create_session("s", min_peers=2)
+    with pytest.raises(errors.NotAMember, match="not an active member"):
+        swarm.outsider.ready("s", 0, 0, 10)
+    with pytest.raises(errors.NotAMember):
+        swarm.outsider.register("tcp://x:1", b"\x01" * 32)
+    with pytest.raises(errors.NotRegistered):
+        swarm.nodes[3].ready("s", 0, 0, 10)
+    swarm.admin.remove_member(swarm.addr(2))
+    assert swarm.admin.active_registered_count() == 2
+    assert not swarm.admin.member(swarm.addr(2)).active
+    with pytest.raises(errors.NotAMember):
+        swarm.nodes[2].ready("s", 0, 0, 10)
+    with pytest.raises(errors.NotAMember):
+        swarm.nodes[2].register("tcp://x:1", b"\x01" * 32)
+
+
+def test_round_closes_when_every_registered_member_voted_in_vote_order(swarm: Swarm) -> None:
+    swarm.admin.create_session("s", min_peers=2, quorum_wait=600)
+    swarm.nodes[2].ready("s", 0, 0, 30)
+    swarm.nodes[0].ready("s", 0, 0, 10)
+    assert not swarm.admin.round("s", 0).closed  # min_peers reached, wait not over, one missing
+    with pytest.raises(errors.AlreadyVoted):
+        swarm.nodes[0].ready("s", 0, 0, 10)
+    swarm.nodes[1].ready("s", 0, 0, 20)
+    state = swarm.admin.round("s", 0)
+    assert state.closed
+    assert state.participants == (swarm.addr(2), swarm.addr(0), swarm.addr(1))
+    swarm.nodes[3].register("tcp://late:1", b"\x03" * 32)
+    with pytest.raises(errors.RoundClosed):  # a late member waits for the next round
+        swarm.nodes[3].ready("s", 0, 0, 5)
+    logs = swarm.admin.contract.events.RoundAgreed().get_logs(from_block=0)
+    assert list(logs[-1]["args"]["participants"]) == list(state.participants)
+    votes = swarm.admin.contract.events.Voted().get_logs(from_block=0)
+    assert [(v["args"]["member"], v["args"]["nSamples"], v["args"]["position"]) for v in votes] == [
+        (swarm.addr(2), 30, 1), (swarm.addr(0), 10, 2), (swarm.addr(1), 20, 3)
+    ]  # fmt: skip
+
+
+def test_quorum_wait_lets_min_peers_close_without_the_rest(swarm: Swarm) -> None:
+    swarm.admin.create_session("s", min_peers=2, quorum_wait=600)
+    with pytest.raises(errors.RoundNotOpen):
+        swarm.nodes[0].close_round("s", 0)
+    swarm.nodes[0].ready("s", 0, 0, 10)
+    with pytest.raises(errors.QuorumNotReached):
+        swarm.nodes[0].close_round("s", 0)
+    swarm.nodes[1].ready("s", 0, 0, 10)
+    with pytest.raises(errors.QuorumWaitNotOver):
+        swarm.nodes[0].close_round("s", 0)
+    swarm.travel(601)
+    state = swarm.nodes[1].wait_for_round("s", 0, timeout=10)  # closes it
+    assert state.closed and state.participants == (swarm.addr(0), swarm.addr(1))
+    with pytest.raises(errors.RoundClosed):
+        swarm.nodes[2].ready("s", 0, 0, 10)
+
+
+def test_a_failed_attempt_is_retried_as_the_next_attempt(swarm: Swarm) -> None:
+    swarm.admin.create_session("s", min_peers=2, quorum_wait=600)
+    swarm.nodes[0].ready("s", 0, 0, 10)
+    with pytest.raises(errors.PreviousAttemptOpen):
+        swarm.nodes[0].ready("s", 0, 1, 10)
+    for node in swarm.nodes[1:3]:
+        node.ready("s", 0, 0, 10)
+    assert swarm.admin.round("s", 0, 0).closed
+    # node 2 timed out in the exchange: the others retry without it
+    swarm.nodes[0].ready("s", 0, 1, 10)
+    swarm.nodes[1].ready("s", 0, 1, 10)
+    swarm.travel(601)
+    state = swarm.nodes[0].wait_for_round("s", 0, 1, timeout=10)
+    assert state.participants == (swarm.addr(0), swarm.addr(1))
+
+
+def test_waiting_for_an_unreachable_quorum_fails_in_bounded_time(swarm: Swarm) -> None:
+    swarm.admin.create_session("s", min_peers=3, quorum_wait=0, round_timeout=2)
+    swarm.nodes[0].ready("s", 0, 0, 10)
+    with pytest.raises(errors.QuorumTimeout, match=r"1 member\(s\) voted, min_peers is 3"):
+        swarm.nodes[0].wait_for_round("s", 0)  # the session's round timeout: 2 s
+
+
+def test_sessions_are_separate_and_validated(swarm: Swarm) -> None:
+    swarm.admin.create_session("a", min_peers=3)
+    swarm.admin.create_session("b", min_peers=1, quorum_wait=0)
+    with pytest.raises(errors.SessionExists):
+        swarm.admin.create_session("a", min_peers=2)
+    with pytest.raises(errors.InvalidSessionParameters):
+        swarm.admin.create_session("c", min_peers=0)
+    with pytest.raises(errors.UnknownSession):
+        swarm.nodes[0].ready("nope", 0, 0, 1)
+    with pytest.raises(errors.UnknownSession):
+        swarm.admin.session("nope")
+    swarm.nodes[0].ready("b", 0, 0, 1)
+    assert swarm.admin.round("b", 0).closed  # one peer suffices in b
+    assert not swarm.admin.round("a", 0).participants
+    assert swarm.admin.session_names() == ["a", "b"]
+
+
+def _round(swarm: Swarm, r: int, hashes: list[bytes], voters: tuple[int, ...] = (0, 1, 2)) -> None:
+    for i, prev in zip(voters, hashes, strict=True):
+        swarm.nodes[i].ready("s", r, 0, 100 * (i + 1), prev)
+
+
+def test_audit_shows_participants_samples_and_hash_agreement(swarm: Swarm) -> None:
+    swarm.admin.create_session("s", min_peers=2, quorum_wait=600)
+    _round(swarm, 0, [H[0]] * 3)  # nothing merged before round 0
+    _round(swarm, 1, [H[1]] * 3)  # all loaded the same merged model of round 0
+    _round(swarm, 2, [H[2], H[2], H[3]])  # node 2 loaded something else after round 1
+    rows = audit(swarm.admin, "s")
+    assert [(r.round, r.status) for r in rows] == [(0, "agree"), (1, "MISMATCH"), (2, "pending")]
+    assert rows[0].merged_hash == H[1]
+    assert rows[0].samples == [100, 200, 300]
+    assert rows[0].spiffe_ids == [f"spiffe://swarm.test/node-{i}" for i in range(3)]
+    text = format_audit(rows, "s")
+    assert "MISMATCH" in text and "spiffe://swarm.test/node-2" in text
+    assert H[3].hex()[:12] in text
+
+
+def test_a_fresh_account_cannot_pay_for_gas(swarm: Swarm) -> None:
+    broke = LedgerClient(swarm.w3, swarm.admin.address, Account.create())
+    swarm.admin.add_member(broke.account.address, "spiffe://swarm.test/broke")  # type: ignore[union-attr]
+    with pytest.raises(errors.InsufficientFunds, match="Fund the account"):
+        broke.register("tcp://x:1", b"\x01" * 32)

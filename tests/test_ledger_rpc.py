@@ -1,0 +1,134 @@
+"""The same client over real JSON-RPC: anvil and `swarmlib chain serve`, each in its own process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from swarmlib import errors
+from swarmlib.cli import main
+from swarmlib.ledger import LedgerClient, connect, dev_accounts
+from swarmlib.ledger.audit import audit
+from tests.chains import anvil, free_port, served_chain
+
+pytestmark = pytest.mark.slow
+
+
+def _funded_accounts(url: str, n: int) -> list[LocalAccount]:
+    """Fresh keys, funded the way each chain allows."""
+    if "anvil" in _CHAINS.get(url, ""):
+        accounts = [Account.create() for _ in range(n)]
+        for a in accounts:
+            requests.post(
+                url,
+                json={"jsonrpc": "2.0", "id": 1, "method": "anvil_setBalance",
+                      "params": [a.address, hex(10**20)]},
+                timeout=5,
+            ).raise_for_status()  # fmt: skip
+        return accounts
+    return dev_accounts()[:n]
+
+
+_CHAINS: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module", params=["anvil", "chain serve"])
+def rpc(request: pytest.FixtureRequest) -> Iterator[str]:
+    start = anvil if request.param == "anvil" else served_chain
+    with start() as url:
+        _CHAINS[url] = request.param
+        yield url
+
+
+def test_deploy_members_and_a_full_round(rpc: str) -> None:
+    w3 = connect(rpc)
+    admin_acct, *node_accts = _funded_accounts(rpc, 4)
+    admin = LedgerClient.deploy(w3, admin_acct, rpc=rpc)
+    nodes = [LedgerClient(w3, admin.address, a, rpc=rpc) for a in node_accts]
+    for i, node in enumerate(nodes):
+        admin.add_member(node.account.address, f"spiffe://swarm.test/node-{i}")  # type: ignore[union-attr]
+        node.register(f"tcp://127.0.0.1:{7100 + i}", bytes([i + 1]) * 32, bytes([i + 9]) * 32)
+    admin.create_session("train", min_peers=2, quorum_wait=60, round_timeout=30)
+    for r, prev in enumerate([b"\0" * 32, b"\x11" * 32]):
+        for node in reversed(nodes):
+            node.ready("train", r, 0, 50, prev)
+        state = nodes[0].wait_for_round("train", r, timeout=10)
+        assert state.closed
+        assert state.participants == tuple(n.account.address for n in reversed(nodes))  # type: ignore[union-attr]
+    rows = audit(admin, "train")
+    assert [(row.round, row.status) for row in rows] == [(0, "agree"), (1, "pending")]
+    with pytest.raises(errors.NotAMember):
+        LedgerClient(w3, admin.address, _funded_accounts(rpc, 5)[-1], rpc=rpc).ready(
+            "train", 2, 0, 1
+        )
+
+
+def test_wrong_chain_id_is_refused(rpc: str) -> None:
+    chain_id = connect(rpc).eth.chain_id
+    with pytest.raises(errors.WrongChain, match=f"chain id {chain_id}, not 1"):
+        connect(rpc, expected_chain_id=1)
+
+
+def test_an_address_without_code_is_refused(rpc: str) -> None:
+    with pytest.raises(errors.NoContract, match="No contract at"):
+        LedgerClient(connect(rpc), "0x" + "12" * 20, rpc=rpc)
+
+
+def test_an_unfunded_key_is_refused_before_sending(rpc: str) -> None:
+    w3 = connect(rpc)
+    admin = LedgerClient.deploy(w3, _funded_accounts(rpc, 1)[0], rpc=rpc)
+    broke = LedgerClient(w3, admin.address, Account.create(), rpc=rpc)
+    admin.add_member(broke.account.address, "spiffe://swarm.test/broke")  # type: ignore[union-attr]
+    with pytest.raises(errors.InsufficientFunds, match="Fund the account"):
+        broke.register("tcp://127.0.0.1:1", b"\x01" * 32)
+
+
+def test_an_unreachable_rpc_fails_clearly_in_bounded_time() -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(errors.ChainUnreachable, match="did not answer"):
+        connect(url, timeout=1)
+    assert time.monotonic() - started < 10
+
+
+def test_rpc_must_be_embedded_or_a_url() -> None:
+    with pytest.raises(errors.ConfigurationError, match="embedded"):
+        connect("127.0.0.1:8545")
+
+
+def test_cli_deploys_adds_members_creates_a_session_and_audits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with served_chain() as url:
+        key = tmp_path / "admin.key"
+        key.write_text(dev_accounts()[0].key.hex())
+        assert main(["chain", "deploy", "--rpc", url, "--key", str(key)]) == 0
+        address = capsys.readouterr().out.strip().splitlines()[-1]
+        common = ["--rpc", url, "--contract", address, "--key", str(key)]
+        member = dev_accounts()[1]
+        assert main(["member", "add", *common, "--address", member.address,
+                     "--spiffe-id", "spiffe://swarm.test/a"]) == 0  # fmt: skip
+        assert main(["session", "create", *common, "--name", "s", "--min-peers", "1",
+                     "--quorum-wait", "0"]) == 0  # fmt: skip
+        node = LedgerClient(connect(url), address, member, rpc=url)
+        node.register("tcp://127.0.0.1:1", b"\x01" * 32)
+        node.ready("s", 0, 0, 42)
+        node.ready("s", 1, 0, 42, b"\xab" * 32)
+        capsys.readouterr()
+        assert main(["audit", "--rpc", url, "--contract", address]) == 0
+        out = capsys.readouterr().out
+        assert "spiffe://swarm.test/a (42)" in out and "agree" in out and "abababab" in out
+        # errors are one clear line and exit status 1
+        assert main(["member", "add", *common, "--address", member.address,
+                     "--spiffe-id", "not-a-spiffe-id"]) == 1  # fmt: skip
+        assert "Invalid SPIFFE ID" in capsys.readouterr().err
+        assert main(["member", "remove", *common, "--address", dev_accounts()[5].address]) == 1
+        assert "NotAMember" in capsys.readouterr().err
+        assert main(["audit", "--rpc", url, "--contract", "0x" + "12" * 20]) == 1
+        assert "No contract" in capsys.readouterr().err
