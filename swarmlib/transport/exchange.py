@@ -48,6 +48,7 @@ from swarmlib.transport.auth import ZAP_DOMAIN, CurveKeyPair, ParticipantAuthent
 from swarmlib.transport.framing import (
     ABORT,
     CONTRIB,
+    DONE,
     KEY,
     MERGED,
     REDUCE,
@@ -68,6 +69,7 @@ _HANDSHAKE_FAILED = (
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
+_WATCHED = _HANDSHAKE_FAILED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,7 @@ class _Round:
     contribs: dict[int, tuple[np.ndarray, float]] = field(default_factory=dict)
     merged_from: set[int] = field(default_factory=set)
     merged_own: bool = False
+    done_from: set[int] = field(default_factory=set)
     reduces: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
     pending: dict[int, list[tuple[dict[str, Any], bytes, zmq.Frame]]] = field(default_factory=dict)
     sent_ctl: dict[int, list[list[bytes]]] = field(default_factory=dict)
@@ -256,6 +259,7 @@ class ShardedExchange:
         self._ctl_out: dict[tuple[str, bytes], zmq.Socket[bytes]] = {}
         self._monitors: dict[zmq.Socket[bytes], tuple[str, bytes]] = {}
         self._retry_at: dict[tuple[str, bytes], float] = {}
+        self._gone: set[tuple[str, bytes]] = set()  # peers whose connection dropped
         # Buffers reused from round to round: fresh pages cost the kernel a fault and a
         # memset each, which adds up to a fifth of a round on large models.
         self._spare_recv: list[np.ndarray] = []
@@ -396,6 +400,7 @@ class ShardedExchange:
             st.hash_ready_shards()
             self._pump(st, lambda: all(j in st.merged_from for j in st.others), "merged")
             st.stats.gather_s = time.perf_counter() - t3
+            self._confirm(st)
         except RoundFailed as e:
             if st.abort is not e:
                 self._broadcast_abort(st, e)
@@ -515,7 +520,7 @@ class ShardedExchange:
             sock.curve_secretkey = self.keypair.secret
             sock.curve_publickey = self.keypair.public
             sock.curve_serverkey = peer.public_key
-            monitor = sock.get_monitor_socket(_HANDSHAKE_FAILED)
+            monitor = sock.get_monitor_socket(_WATCHED)
             self._monitors[monitor] = key
             self._poller.register(monitor, zmq.POLLIN)
             sock.connect(peer.endpoint)
@@ -535,7 +540,13 @@ class ShardedExchange:
     def _on_monitor(self, monitor: zmq.Socket[bytes]) -> None:
         event = recv_monitor_message(monitor, flags=zmq.NOBLOCK)
         key = self._monitors.get(monitor)
-        if key is None or not event["event"] & _HANDSHAKE_FAILED:
+        if key is None:
+            return
+        if event["event"] == zmq.EVENT_DISCONNECTED:
+            self._gone.add(key)
+            return
+        if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self._gone.discard(key)
             return
         logger.info(
             "%s: %s refused the CURVE handshake (not started this round yet, or it does "
@@ -631,6 +642,35 @@ class ShardedExchange:
             del self._spare_seal[: -4 * len(st.peers)]
         st.stats.bytes_sent += len(header) + len(body)
 
+    def _confirm(self, st: _Round) -> None:
+        """Tell every participant this node holds the merged vector; wait until all say so.
+
+        Without this last step a node could return (and crash, or exit) while its
+        merged shard is still queued for a slower peer, which would then fail a
+        round the others completed. With it, a round ends the same way on every
+        node: if a peer fails the attempt and says so, this node fails it too and
+        all retry together. A peer that dies after it sent everything only makes
+        this wait end early (its connection drops) or time out, which is not an
+        error: every value is here.
+        """
+        for j in st.others:
+            self._send_ctl(st, j, [st.header(DONE, j)])
+
+        def settled(j: int) -> bool:  # confirmed, or its process is gone (connection dropped)
+            return j in st.done_from or (st.peers[j].endpoint, st.peers[j].public_key) in self._gone
+
+        try:
+            self._pump(st, lambda: all(settled(j) for j in st.others), "done")
+        except PeerTimeout as e:
+            logger.warning(
+                "%s: round %d attempt %d complete here, but %s did not confirm it: %s",
+                self.name,
+                st.round_id,
+                st.attempt,
+                ", ".join(e.culprits),
+                "it may have stopped after sending its shards",
+            )
+
     def _broadcast_abort(self, st: _Round, err: BaseException) -> None:
         culprits = [
             st.peers.index(p)
@@ -700,6 +740,8 @@ class ShardedExchange:
             missing = [j for j in st.others if j not in st.contribs]
         elif phase == "merged":
             missing = [j for j in st.others if j not in st.merged_from]
+        elif phase == "done":
+            missing = [j for j in st.others if j not in st.done_from]
         else:  # a reduce
             q = max(st.reduces) if st.reduces else 0
             missing = [j for j in st.others if j not in st.reduces.get(q, {})]
@@ -731,7 +773,7 @@ class ShardedExchange:
         if header is None:
             return self._drop(st, f"control message with a bad header: {reason}")
         user = str(frames[0].get("User-Id"))  # set by ZAP: the sender's Z85 public key
-        if header["k"] not in (KEY, REDUCE, ABORT):
+        if header["k"] not in (KEY, REDUCE, ABORT, DONE):
             return self._drop(st, f"{header['k']} message on the control channel")
         if st.is_future(header):
             self._early.append((header, user, [f.bytes for f in frames]))
@@ -756,6 +798,11 @@ class ShardedExchange:
                 st, f"{st.peers[j].name} claims to be participant {header['s']} (spoofing)"
             )
         kind = header["k"]
+        if kind == DONE:
+            if j in st.done_from:
+                return self._drop(st, f"done message from {st.peers[j].name} replayed")
+            st.done_from.add(j)
+            return True
         if kind == ABORT:
             culprits = [c for c in header["c"] if isinstance(c, int) and 0 <= c < len(st.peers)]
             cls = PeerTimeout if header["timeout"] else PeerRejected

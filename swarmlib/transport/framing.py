@@ -16,6 +16,7 @@ key       control    sender's per-round AES key for the receiver (32 bytes, or
                      none in plaintext mode), its data endpoint and model facts
 reduce    control    partial float64 sums for a strategy's cross-shard reduce
 abort     control    the sender gives up this attempt; names the culprits
+done      control    the sender holds the whole merged vector (the round's last step)
 contrib   data       the sender's slice of the receiver's shard, with its weight
 merged    data       the sender's merged shard, for every participant
 ========  =========  ==========================================================
@@ -32,6 +33,7 @@ import numpy as np
 __all__ = [
     "ABORT",
     "CONTRIB",
+    "DONE",
     "KEY",
     "MAX_HEADER_BYTES",
     "MERGED",
@@ -50,6 +52,7 @@ REDUCE = "reduce"
 ABORT = "abort"
 CONTRIB = "contrib"
 MERGED = "merged"
+DONE = "done"
 
 #: dtypes allowed on the wire (little-endian floats).
 WIRE_DTYPES = frozenset({"<f2", "<f4", "<f8"})
@@ -61,6 +64,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     ABORT: {"c": list, "why": str, "timeout": bool},
     CONTRIB: {"i": int, "dt": str, "n": int, "w": (int, float), "nonce": str},
     MERGED: {"i": int, "dt": str, "n": int, "nonce": str},
+    DONE: {},
 }
 
 

@@ -125,6 +125,10 @@ def _worker(
                     culprits = e.culprits if isinstance(e, RoundFailed) else ()
                     outcome.culprits += tuple(culprits)
                     remaining = [p for p in live if p.name not in culprits]
+                    if name in culprits:  # the others go on without this node
+                        outcome.error = f"excluded by the other participants: {e}"
+                        res = None
+                        break
                     if not options["retry"] or not culprits or len(remaining) == len(live):
                         res = None
                         break
