@@ -5,6 +5,8 @@
     swarmlib member add|remove --rpc URL --contract ADDR --key FILE --address 0x… [--spiffe-id …]
     swarmlib session create --rpc URL --contract ADDR --key FILE --name S --min-peers N
     swarmlib audit --rpc URL --contract ADDR [--session S]
+    swarmlib identity init-ca --trust-domain TD --out DIR  a dev CA (ca.pem, ca-key.pem)
+    swarmlib identity issue --ca DIR --spiffe-id spiffe://TD/... --out DIR
     swarmlib strategies                                   the merge strategies
 
 A key FILE holds a hex private key, or an encrypted keystore (JSON) whose
@@ -15,7 +17,6 @@ print one line (what went wrong and what to do) and exit with status 1.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -37,29 +38,10 @@ logger = logging.getLogger(__name__)
 
 
 def load_key(path: str | Path) -> LocalAccount:
-    """An eth-account ``LocalAccount`` from a hex key file or an encrypted keystore."""
-    from eth_account import Account
+    """The signing account in a key file (passphrase from ``SWARMLIB_KEY_PASSPHRASE``)."""
+    from swarmlib.ledger.keys import load_account
 
-    try:
-        text = Path(path).read_text().strip()
-    except OSError as e:
-        raise ConfigurationError(f"Cannot read key file {path}: {e.strerror}.") from e
-    try:
-        if text.startswith("{"):
-            passphrase = os.environ.get("SWARMLIB_KEY_PASSPHRASE")
-            if passphrase is None:
-                raise ConfigurationError(
-                    f"{path} is an encrypted keystore: set SWARMLIB_KEY_PASSPHRASE to its "
-                    "passphrase."
-                )
-            account: LocalAccount = Account.from_key(Account.decrypt(json.loads(text), passphrase))
-        else:
-            account = Account.from_key(text)
-    except (ValueError, TypeError) as e:
-        raise ConfigurationError(
-            f"{path} does not hold a private key (64 hex digits, or a keystore JSON): {e}"
-        ) from e
-    return account
+    return load_account(path, os.environ.get("SWARMLIB_KEY_PASSPHRASE"))
 
 
 def _client(args: argparse.Namespace, *, signed: bool) -> LedgerClient:
@@ -68,6 +50,30 @@ def _client(args: argparse.Namespace, *, signed: bool) -> LedgerClient:
     w3 = connect(args.rpc, expected_chain_id=args.chain_id)
     account = load_key(args.key) if signed else None
     return LedgerClient(w3, args.contract, account, rpc=args.rpc)
+
+
+def _identity(args: argparse.Namespace) -> int:
+    from swarmlib.identity.devca import DevCA
+
+    if args.action == "init-ca":
+        if not args.trust_domain:
+            raise ConfigurationError(
+                "`identity init-ca` needs --trust-domain, e.g. hospital-a.example."
+            )
+        ca = DevCA.create(args.trust_domain, days=args.days)
+        folder = ca.save(args.out)
+        print(
+            f"dev CA for trust domain {ca.trust_domain}: {folder}/ca.pem (bundle), "
+            f"{folder}/ca-key.pem (0600)"
+        )
+        return 0
+    if not args.ca or not args.spiffe_id:
+        raise ConfigurationError(
+            "`identity issue` needs --ca DIR and --spiffe-id spiffe://TD/path."
+        )
+    issued = DevCA.load(args.ca).issue_files(args.spiffe_id, args.out, hours=args.hours)
+    print(f"SVID for {issued.spiffe_id}: {issued.cert}, {issued.key} (0600), {issued.bundle}")
+    return 0
 
 
 def _strategies(_: argparse.Namespace) -> int:
@@ -187,6 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     strategies = sub.add_parser("strategies", help="list the merge strategies and their names")
     strategies.set_defaults(func=_strategies)
+
+    identity = sub.add_parser("identity", help="a dev CA and SVIDs (SPIRE does this in production)")
+    identity.add_argument("action", choices=["init-ca", "issue"])
+    identity.add_argument("--trust-domain", help="for init-ca, e.g. hospital-a.example")
+    identity.add_argument("--ca", help="for issue: the folder init-ca wrote")
+    identity.add_argument("--spiffe-id", help="for issue: spiffe://<trust-domain>/<path>")
+    identity.add_argument("--out", required=True, help="folder to write to")
+    identity.add_argument("--days", type=int, default=365, help="CA lifetime (default 365)")
+    identity.add_argument("--hours", type=float, default=24.0, help="SVID lifetime (default 24)")
+    identity.set_defaults(func=_identity)
 
     chain = sub.add_parser("chain", help="serve a dev chain, deploy the contract")
     chain_sub = chain.add_subparsers(dest="chain_command", metavar="ACTION", required=True)

@@ -16,6 +16,9 @@ inherit the builtin they resemble, so ``except TimeoutError`` still works for a
     │       │                                ``err.culprits``
     │       ├── PeerTimeout (TimeoutError)   participants sent nothing within the timeout
     │       └── PeerRejected                 a participant's contribution was refused
+    ├── IdentityError                        a node identity could not be had or verified
+    │   ├── IdentityUnavailable              no SVID: socket or file missing, agent silent
+    │   └── PeerIdentityRejected             a peer's SVID or binding failed verification
     └── LedgerError                          the chain could not be used
         ├── ChainUnreachable (ConnectionError)  no answer from the JSON-RPC URL after retries
         ├── WrongChain                       the URL serves another chain id than expected
@@ -55,6 +58,8 @@ __all__ = [
     "ConfigurationError",
     "ContractRevert",
     "DtypeMismatch",
+    "IdentityError",
+    "IdentityUnavailable",
     "InsufficientFunds",
     "InvalidRegistration",
     "InvalidSessionParameters",
@@ -68,6 +73,7 @@ __all__ = [
     "NotAMember",
     "NotAdmin",
     "NotRegistered",
+    "PeerIdentityRejected",
     "PeerRejected",
     "PeerTimeout",
     "PreviousAttemptOpen",
@@ -160,6 +166,30 @@ class PeerTimeout(RoundFailed, TimeoutError):
 
 class PeerRejected(RoundFailed):
     """A participant's contribution was refused (bad model size, NaN/Inf, bad weight)."""
+
+
+class IdentityError(SwarmError):
+    """A node identity could not be obtained or verified."""
+
+
+class IdentityUnavailable(IdentityError):
+    """This node has no SVID: the Workload API socket or the PEM files are missing or unusable."""
+
+
+class PeerIdentityRejected(IdentityError):
+    """A peer's SVID or identity binding failed verification.
+
+    Attributes:
+        reason: One of ``"malformed"``, ``"not-leaf"``, ``"untrusted"``,
+            ``"expired"``, ``"not-yet-valid"``, ``"not-bound"``,
+            ``"hash-mismatch"``, ``"binding"``.
+        claimed: The SPIFFE ID the peer presented, if any.
+    """
+
+    def __init__(self, message: str, *, reason: str, claimed: str | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.claimed = claimed
 
 
 class LedgerError(SwarmError):

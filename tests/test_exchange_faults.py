@@ -226,6 +226,7 @@ def test_a_foreign_curve_key_cannot_inject_a_shard(
                 st=repr(Mean()),
                 data="tcp://127.0.0.1:1",
                 enc=True,
+                cred=False,
             ),
             key,
         ]

@@ -61,6 +61,6 @@ def test_arbitrary_bytes_never_crash_the_parser(raw: bytes) -> None:
 
 def test_key_header_schema() -> None:
     raw = encode_header(
-        KEY, r=0, a=0, s=0, t=1, n=5, dt="<f8", st="Mean()", data="tcp://x:1", enc=True
+        KEY, r=0, a=0, s=0, t=1, n=5, dt="<f8", st="Mean()", data="tcp://x:1", enc=True, cred=False
     )
     assert parse_header(raw)[0] is not None

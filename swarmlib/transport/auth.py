@@ -6,9 +6,14 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import zmq
 import zmq.auth.thread
+from zmq.utils import z85
+
+from swarmlib._files import write_private
+from swarmlib.errors import ConfigurationError
 
 __all__ = ["ZAP_DOMAIN", "CurveKeyPair", "ParticipantAuthenticator"]
 
@@ -36,6 +41,44 @@ class CurveKeyPair:
 
     def __repr__(self) -> str:
         return f"CurveKeyPair(public={self.public.decode()!r})"
+
+    @property
+    def public_raw(self) -> bytes:
+        """The public key as 32 raw bytes (as the chain contract stores it)."""
+        return bytes(z85.decode(self.public))
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``curve.key`` (public) and ``curve.key_secret`` (0600) to ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "curve.key").write_bytes(self.public + b"\n")
+        write_private(folder / "curve.key_secret", self.secret + b"\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> CurveKeyPair:
+        """Read a key pair written by :meth:`save`."""
+        folder = Path(folder)
+        try:
+            public = (folder / "curve.key").read_bytes().strip()
+            secret = (folder / "curve.key_secret").read_bytes().strip()
+        except OSError as e:
+            raise ConfigurationError(f"Cannot read the CURVE key pair in {folder}: {e}") from e
+        if len(public) != 40 or len(secret) != 40:
+            raise ConfigurationError(
+                f"{folder} does not hold a Z85 CURVE key pair (40 characters)."
+            )
+        return cls(public, secret)
+
+    @classmethod
+    def load_or_create(cls, folder: str | Path) -> CurveKeyPair:
+        """The node's key pair in ``folder``, created there (once) if missing."""
+        if (Path(folder) / "curve.key_secret").exists():
+            return cls.load(folder)
+        pair = cls.generate()
+        pair.save(folder)
+        logger.info("Created a CURVE key pair in %s (public key %s)", folder, pair.public.decode())
+        return pair
 
 
 class _Allowlist:

@@ -36,10 +36,12 @@ from zmq.utils.monitor import recv_monitor_message
 
 from swarmlib.errors import (
     ConfigurationError,
+    IdentityError,
     MergeError,
     PeerRejected,
     PeerTimeout,
     RoundFailed,
+    SwarmError,
 )
 from swarmlib.merge import ShardContext, Strategy, get_strategy
 from swarmlib.params import Layout
@@ -218,6 +220,13 @@ class ShardedExchange:
         linger_ms: How long ``close()`` waits to deliver queued messages.
             Defaults to 2000.
         name: Name of this node in logs. Defaults to the control endpoint.
+        credentials: Returns this node's identity credentials, sent to every
+            participant in each round's ``key`` message (called every round, so
+            a rotated identity is used from the next round). Defaults to none.
+        verify_peer: Checks a participant's credentials before any of its
+            shards is accepted; raises a :class:`~swarmlib.errors.SwarmError`
+            to refuse it (the round then fails with :class:`PeerRejected`
+            naming it). Defaults to no check.
 
     Example:
         >>> with ShardedExchange() as ex:                    # doctest: +SKIP
@@ -236,6 +245,8 @@ class ShardedExchange:
         timeout: float = 60.0,
         linger_ms: int = 2000,
         name: str | None = None,
+        credentials: Callable[[], bytes] | None = None,
+        verify_peer: Callable[[Peer, bytes], None] | None = None,
     ):
         if not timeout > 0:
             raise ConfigurationError(
@@ -246,6 +257,8 @@ class ShardedExchange:
         self.plaintext = plaintext
         self.timeout = float(timeout)
         self.linger_ms = int(linger_ms)
+        self.credentials = credentials
+        self.verify_peer = verify_peer
         if plaintext:
             logger.warning(
                 "Plaintext mode: shards are sent unencrypted and unauthenticated. "
@@ -599,6 +612,7 @@ class ShardedExchange:
         self._send(st, self._ctl_socket(st.peers[j]), j, frames)
 
     def _send_keys(self, st: _Round) -> None:
+        creds = self.credentials() if self.credentials is not None else None
         for j in st.others:
             header = st.header(
                 KEY,
@@ -608,11 +622,14 @@ class ShardedExchange:
                 st=st.strategy,
                 data=self.data_endpoint,
                 enc=st.encrypted,
+                cred=creds is not None,
             )
             frames = [header]
             if st.encrypted:
                 st.send_keys[j] = crypto.new_key()
                 frames.append(st.send_keys[j])
+            if creds is not None:
+                frames.append(creds)
             self._send_ctl(st, j, frames)
 
     def _send_shard(
@@ -835,15 +852,43 @@ class ShardedExchange:
                 "participants must train the same model with the same settings.",
             )
             return True
-        if len(frames) != (2 if st.encrypted else 1) or (
+        if len(frames) != 1 + int(st.encrypted) + int(header["cred"]) or (
             st.encrypted and len(frames[1]) != crypto.KEY_BYTES
         ):
             return self._drop(st, f"key message from {st.peers[j].name} is malformed")
+        if self.verify_peer is not None:
+            refusal = self._check_identity(st, j, frames[-1].bytes if header["cred"] else None)
+            if refusal is not None:
+                st.abort = refusal
+                return True
         st.recv_keys[j] = frames[1].bytes if st.encrypted else None
         st.data_endpoints[j] = header["data"]
         for pending in st.pending.pop(j, []):
             self._accept_shard(st, *pending)
         return True
+
+    def _check_identity(self, st: _Round, j: int, creds: bytes | None) -> PeerRejected | None:
+        """Run ``verify_peer``; a refusal fails the round naming the participant."""
+        assert self.verify_peer is not None
+        peer = st.peers[j]
+        try:
+            if creds is None:
+                raise IdentityError(f"{peer.name} sent no identity credentials")
+            self.verify_peer(peer, creds)
+        except SwarmError as e:
+            claimed = getattr(e, "claimed", None) or "no identity"
+            logger.warning(
+                "%s refused %s (claims %s, CURVE key %s): %s",
+                self.name,
+                peer.name,
+                claimed,
+                peer.public_key.decode(),
+                e,
+            )
+            refusal = self._reject(st, j, f"its identity was not accepted: {e}")
+            refusal.__cause__ = e
+            return refusal
+        return None
 
     def _on_data(self, st: _Round, frames: list[zmq.Frame]) -> bool:
         if len(frames) != 2:

@@ -13,7 +13,8 @@ Kinds:
 kind      socket     meaning and payload
 ========  =========  ==========================================================
 key       control    sender's per-round AES key for the receiver (32 bytes, or
-                     none in plaintext mode), its data endpoint and model facts
+                     none in plaintext mode), its data endpoint and model facts,
+                     then its identity credentials (opaque bytes) when it has some
 reduce    control    partial float64 sums for a strategy's cross-shard reduce
 abort     control    the sender gives up this attempt; names the culprits
 done      control    the sender holds the whole merged vector (the round's last step)
@@ -59,7 +60,7 @@ WIRE_DTYPES = frozenset({"<f2", "<f4", "<f8"})
 
 _COMMON: dict[str, type] = {"v": int, "k": str, "r": int, "a": int, "s": int, "t": int}
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
-    KEY: {"n": int, "dt": str, "st": str, "data": str, "enc": bool},
+    KEY: {"n": int, "dt": str, "st": str, "data": str, "enc": bool, "cred": bool},
     REDUCE: {"q": int, "n": int},
     ABORT: {"c": list, "why": str, "timeout": bool},
     CONTRIB: {"i": int, "dt": str, "n": int, "w": (int, float), "nonce": str},
