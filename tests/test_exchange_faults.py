@@ -300,6 +300,15 @@ def test_bad_arguments_are_refused(nodes: list[ShardedExchange]) -> None:
         ex.run_round([peers[0], peers[0]], np.zeros(3, np.float32), round_id=0)
     with pytest.raises(ConfigurationError, match="timeout"):
         ShardedExchange(timeout=0)
+
+
+def test_rounds_only_go_forward(nodes: list[ShardedExchange]) -> None:
+    vecs = _vectors(3)
+    _results(_run(nodes, vecs, round_id=3))
+    with pytest.raises(ConfigurationError, match=r"retry a failed round as `attempt \+ 1`"):
+        nodes[0].run_round(_peers(nodes), vecs[0], round_id=3)
+    with pytest.raises(ConfigurationError, match="only go forward"):
+        nodes[0].run_round(_peers(nodes), vecs[0], round_id=2, attempt=5)
     with pytest.raises(ConfigurationError, match="tcp://"):
         ShardedExchange(bind="ipc:///tmp/x")
 

@@ -304,9 +304,11 @@ def test_the_exchange_refuses_a_peer_whose_identity_fails_and_names_it(
     ]
     out: list[object] = [None] * 3
 
-    def run(i: int, who: list[Peer]) -> None:
+    def run(i: int, who: list[Peer], attempt: int = 0) -> None:
         try:
-            out[i] = exchanges[i].run_round(who, np.full(6, float(i), np.float32), round_id=0)
+            out[i] = exchanges[i].run_round(
+                who, np.full(6, float(i), np.float32), round_id=0, attempt=attempt
+            )
         except Exception as e:
             out[i] = e
 
@@ -322,7 +324,7 @@ def test_the_exchange_refuses_a_peer_whose_identity_fails_and_names_it(
             assert out[i].culprits == (f"spiffe://{TD}/n2",)  # type: ignore[attr-defined]
         assert "claims spiffe://swarm.test/n2" in caplog.text
         # the honest two retry without n2 and agree
-        threads = [threading.Thread(target=run, args=(i, peers[:2])) for i in range(2)]
+        threads = [threading.Thread(target=run, args=(i, peers[:2], 1)) for i in range(2)]
         for t in threads:
             t.start()
         for t in threads:

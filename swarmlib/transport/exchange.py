@@ -310,6 +310,7 @@ class ShardedExchange:
         self._poller.register(self._ctl_in, zmq.POLLIN)
         self._poller.register(self._data_in, zmq.POLLIN)
         self._closed = False
+        self._last_round: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -465,6 +466,14 @@ class ShardedExchange:
             )
         if round_id < 0 or attempt < 0:
             raise ConfigurationError("`round_id` and `attempt` must be >= 0.")
+        if self._last_round is not None and (round_id, attempt) <= self._last_round:
+            last_round, last_attempt = self._last_round
+            raise ConfigurationError(
+                f"Round {round_id} attempt {attempt} comes after round {last_round} attempt "
+                f"{last_attempt} on this node: rounds and attempts only go forward (retry a "
+                "failed round as `attempt + 1`), so that no message of an earlier try is "
+                "taken for one of this try."
+            )
         if not (np.isfinite(weight) and weight > 0):
             raise ConfigurationError(
                 f"Invalid value for argument `weight`. Received: weight={weight!r}. "
@@ -487,6 +496,7 @@ class ShardedExchange:
         elif np.shares_memory(out, own):
             raise ConfigurationError("`out` must not share memory with `vector`.")
         me = keys.index(self.public_key)
+        self._last_round = (round_id, attempt)
         st = _Round(
             round_id=round_id,
             attempt=attempt,
