@@ -1,0 +1,343 @@
+"""SwarmNode: the middleware that turns "merge my weights with the swarm" into votes and a merge.
+
+Usable without Keras for any list of numpy arrays::
+
+    node = SwarmNode.from_env()          # SWARMLIB_* variables, see NodeConfig
+    node.join()
+    weights = node.sync(weights, n_samples=len(x_train))   # every node gets the same merge
+    node.leave()
+
+One :meth:`SwarmNode.sync` is one round: vote ``ready`` on chain (with the hash
+of the model loaded last round), wait until the round's participant list is
+agreed, verify every participant's SPIFFE identity and merge over the sharded
+exchange. A participant that fails the exchange is dropped and the round is
+voted again as the next attempt. The merged model's hash is recorded with the
+next vote, so ``swarmlib audit`` can show that every participant loaded it.
+
+Not yet here (see the project's issues): late-join catch-up (fetching the latest
+merged model from a participant) and the Keras callback and launcher built on
+this class.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from zmq.utils import z85
+
+from swarmlib.errors import (
+    ConfigurationError,
+    IdentityError,
+    NotAMember,
+    QuorumTimeout,
+    RoundFailed,
+)
+from swarmlib.identity import (
+    Binding,
+    Credentials,
+    Expected,
+    IdentitySource,
+    make_credentials,
+    open_source,
+    svid_hash,
+    verify_credentials,
+)
+from swarmlib.ledger import LedgerClient, MemberInfo, connect
+from swarmlib.ledger.keys import load_or_create_account
+from swarmlib.params import flatten, unflatten
+from swarmlib.transport import CurveKeyPair, Peer, ShardedExchange
+
+__all__ = ["ENV", "NodeConfig", "SwarmNode"]
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable of each NodeConfig field (set by `swarmlib run` or a deployment).
+ENV = {
+    "rpc": "SWARMLIB_RPC",
+    "contract": "SWARMLIB_CONTRACT",
+    "session": "SWARMLIB_SESSION",
+    "key_file": "SWARMLIB_KEY_FILE",
+    "key_passphrase": "SWARMLIB_KEY_PASSPHRASE",
+    "curve_dir": "SWARMLIB_CURVE_DIR",
+    "bind": "SWARMLIB_BIND",
+    "advertise_host": "SWARMLIB_ADVERTISE_HOST",
+    "svid_cert": "SWARMLIB_SVID_CERT",
+    "svid_key": "SWARMLIB_SVID_KEY",
+    "trust_bundle": "SWARMLIB_TRUST_BUNDLE",
+    "spiffe_socket": "SPIFFE_ENDPOINT_SOCKET",
+    "chain_id": "SWARMLIB_CHAIN_ID",
+    "timeout": "SWARMLIB_TIMEOUT",
+    "merge": "SWARMLIB_MERGE",
+    "node_index": "SWARMLIB_NODE_INDEX",
+    "node_count": "SWARMLIB_NODE_COUNT",
+}
+
+_REQUIRED = ("contract", "session", "key_file")
+
+
+@dataclass
+class NodeConfig:
+    """Where the swarm is and who this node is. Every field has a ``SWARMLIB_*`` variable (ENV)."""
+
+    contract: str = ""
+    session: str = ""
+    key_file: str = ""
+    rpc: str = "http://127.0.0.1:8545"
+    key_passphrase: str | None = None
+    curve_dir: str | None = None
+    bind: str = "tcp://127.0.0.1:0"
+    advertise_host: str | None = None
+    svid_cert: str | None = None
+    svid_key: str | None = None
+    trust_bundle: str | None = None
+    spiffe_socket: str | None = None
+    chain_id: int | None = None
+    timeout: float = 60.0
+    merge: str = "mean"
+    node_index: int | None = None
+    node_count: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> NodeConfig:
+        """Fields from ``overrides``, else from the environment, else defaults.
+
+        Raises:
+            ConfigurationError: a required setting is missing (the message names
+                its variable) or a number does not parse.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for name, var in ENV.items():
+            if overrides.get(name) is not None:
+                values[name] = overrides[name]
+            elif env.get(var):
+                raw = env[var]
+                try:
+                    kind = str(types[name])
+                    values[name] = (
+                        int(raw) if "int" in kind else float(raw) if "float" in kind else raw
+                    )
+                except ValueError as e:
+                    raise ConfigurationError(f"{var}={raw!r} is not a number.") from e
+        config = cls(**values)
+        missing = [ENV[n] for n in _REQUIRED if not getattr(config, n)]
+        if missing:
+            raise ConfigurationError(
+                f"Missing setting(s): {', '.join(missing)}. Pass them to SwarmNode(...) or set "
+                "the environment variables (`swarmlib run` sets them for local swarms)."
+            )
+        return config
+
+
+class SwarmNode:
+    """One node of a swarm: identity, chain membership, and the exchange.
+
+    Args:
+        config: The node's settings. Defaults to :meth:`NodeConfig.from_env`.
+        identity: An identity source. Defaults to the SVID files or the
+            Workload API named in the config.
+        **overrides: NodeConfig fields (e.g. ``session="leukemia"``).
+    """
+
+    def __init__(
+        self,
+        config: NodeConfig | None = None,
+        *,
+        identity: IdentitySource | None = None,
+        **overrides: Any,
+    ):
+        self.config = config or NodeConfig.from_env(**overrides)
+        self._identity = identity
+        self.round = 0
+        self.last_hash = b"\0" * 32
+        self._joined = False
+        self._members: dict[str, MemberInfo] = {}
+        self._registered_hash: bytes | None = None
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> SwarmNode:
+        """A node configured from ``SWARMLIB_*`` variables (and overrides)."""
+        return cls(NodeConfig.from_env(**overrides))
+
+    # ------------------------------------------------------------------ join
+
+    def join(self) -> None:
+        """Load keys and SVID, check membership, start the exchange and register on chain.
+
+        Raises:
+            NotAMember: this node's address is not an active member (an admin adds it).
+            IdentityError: no SVID, or its SPIFFE ID is not the one bound on chain.
+            ChainUnreachable, WrongChain, NoContract: the chain settings are wrong.
+        """
+        c = self.config
+        self.identity = self._identity or open_source(
+            socket_path=c.spiffe_socket, cert=c.svid_cert, key=c.svid_key, bundle=c.trust_bundle
+        )
+        self.account = load_or_create_account(c.key_file, c.key_passphrase)
+        self.w3 = connect(c.rpc, expected_chain_id=c.chain_id)
+        self.chain_id = int(self.w3.eth.chain_id)
+        self.ledger = LedgerClient(self.w3, c.contract, self.account, rpc=c.rpc)
+        me = self.ledger.member(self.account.address)
+        if not me.active:
+            raise NotAMember(
+                f"This node's address {self.account.address} is not an active member of the "
+                f"swarm at {self.ledger.address}. Ask an admin: swarmlib member add --address "
+                f"{self.account.address} --spiffe-id {self.identity.spiffe_id}",
+                error="NotAMember",
+                args=(self.account.address,),
+            )
+        if me.spiffe_id != self.identity.spiffe_id:
+            raise IdentityError(
+                f"This node's SVID is {self.identity.spiffe_id}, but the chain binds "
+                f"{self.account.address} to {me.spiffe_id}."
+            )
+        self.session = self.ledger.session(c.session)
+        curve_dir = Path(c.curve_dir) if c.curve_dir else Path(c.key_file).parent
+        self.curve = CurveKeyPair.load_or_create(curve_dir)
+        self.exchange = ShardedExchange(
+            self.curve,
+            bind=c.bind,
+            advertise_host=c.advertise_host,
+            timeout=c.timeout,
+            name=self.identity.spiffe_id,
+            credentials=self._credentials,
+            verify_peer=self._verify_peer,
+        )
+        self._register()
+        self._joined = True
+        logger.info(
+            "%s joined session %r as %s (endpoint %s)",
+            self.identity.spiffe_id,
+            c.session,
+            self.account.address,
+            self.exchange.endpoint,
+        )
+
+    def _register(self) -> None:
+        """Publish endpoint, CURVE key and SVID hash, if the chain does not hold them already."""
+        leaf_hash = svid_hash(self.identity.svid().leaf)
+        me = self.ledger.member(self.account.address)
+        wanted = (self.exchange.endpoint, self.curve.public_raw, leaf_hash)
+        if (me.endpoint, me.curve_key, me.svid_hash) != wanted or not me.registered:
+            self.ledger.register(*wanted)
+        self._registered_hash = leaf_hash
+
+    # ------------------------------------------------------------- identity
+
+    def _credentials(self) -> bytes:
+        binding = Binding(
+            address=self.account.address,
+            curve_key=self.curve.public.decode(),
+            endpoint=self.exchange.endpoint,
+            chain_id=self.chain_id,
+            contract=self.ledger.address,
+        )
+        return make_credentials(self.identity.svid(), binding).encode()
+
+    def _verify_peer(self, peer: Peer, raw: bytes) -> None:
+        member = self._members[peer.name]
+        expected = Expected(
+            address=member.address,
+            spiffe_id=member.spiffe_id,
+            svid_hash=member.svid_hash,
+            curve_key=peer.public_key.decode(),
+            chain_id=self.chain_id,
+            contract=self.ledger.address,
+            endpoint=member.endpoint,
+        )
+        verify_credentials(Credentials.decode(raw), expected, self.identity.bundle)
+
+    # ------------------------------------------------------------------ sync
+
+    def sync(self, weights: Sequence[np.ndarray], n_samples: int) -> list[np.ndarray]:
+        """Merge ``weights`` with the swarm; returns the merged arrays (same shapes, dtypes).
+
+        Args:
+            weights: This node's parameters (e.g. ``model.get_weights()``).
+            n_samples: This node's merge weight, usually its training-set size.
+
+        Raises:
+            QuorumTimeout: fewer than ``min_peers`` nodes could take part.
+            ConfigurationError: ``join()`` was not called, or bad arguments.
+        """
+        if not self._joined:
+            raise ConfigurationError("Call join() before sync().")
+        if n_samples <= 0:
+            raise ConfigurationError(f"`n_samples` must be positive; got {n_samples}.")
+        vector, layout = flatten(weights)
+        if svid_hash(self.identity.svid().leaf) != self._registered_hash:
+            self._register()  # the SVID rotated: publish its hash before anyone checks it
+        excluded: set[str] = set()
+        attempt = 0
+        while True:
+            self.ledger.ready(self.config.session, self.round, attempt, n_samples, self.last_hash)
+            state = self.ledger.wait_for_round(self.config.session, self.round, attempt)
+            peers = self._peers(state.participants, excluded)
+            if len(peers) < self.session.min_peers:
+                raise QuorumTimeout(
+                    f"Round {self.round}: only {len(peers)} participant(s) left after dropping "
+                    f"{', '.join(sorted(excluded))}; min_peers is {self.session.min_peers}."
+                )
+            try:
+                result = self.exchange.run_round(
+                    peers,
+                    vector,
+                    round_id=self.round,
+                    attempt=attempt,
+                    weight=float(n_samples),
+                    strategy=self.config.merge,
+                    layout=layout,
+                )
+                break
+            except RoundFailed as e:
+                if self.identity.spiffe_id in e.culprits:
+                    raise
+                excluded.update(e.culprits)
+                logger.warning(
+                    "Round %d attempt %d failed (%s); voting attempt %d without %s",
+                    self.round,
+                    attempt,
+                    e,
+                    attempt + 1,
+                    ", ".join(e.culprits),
+                )
+                attempt += 1
+        self.last_hash = bytes.fromhex(result.sha256)
+        self.round += 1
+        return unflatten(result.vector, layout)
+
+    def _peers(self, addresses: Sequence[str], excluded: set[str]) -> list[Peer]:
+        peers = []
+        for address in addresses:
+            member = self.ledger.member(address)
+            if member.spiffe_id in excluded:
+                continue
+            self._members[member.spiffe_id] = member
+            key = z85.encode(member.curve_key)
+            peers.append(Peer(member.spiffe_id, member.endpoint, bytes(key)))
+        return peers
+
+    # ----------------------------------------------------------------- leave
+
+    def leave(self) -> None:
+        """Close the exchange and the identity source. The chain membership stays."""
+        if getattr(self, "exchange", None) is not None:
+            self.exchange.close()
+        if getattr(self, "identity", None) is not None and self._identity is None:
+            self.identity.close()
+        self._joined = False
+
+    def __enter__(self) -> SwarmNode:
+        self.join()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.leave()

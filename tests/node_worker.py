@@ -1,0 +1,36 @@
+"""A swarm node process for the tests: join, sync a few rounds of numpy weights, report."""
+
+from __future__ import annotations
+
+import logging
+import os
+from multiprocessing.connection import Connection
+
+import numpy as np
+
+
+def node_weights(index: int, round_id: int) -> list[np.ndarray]:
+    rng = np.random.default_rng([index, round_id])
+    return [
+        rng.standard_normal((4, 3)).astype(np.float32),
+        rng.standard_normal(3).astype(np.float32),
+    ]
+
+
+def run_node(env: dict[str, str], rounds: int, n_samples: int, conn: Connection) -> None:
+    from swarmlib.node import SwarmNode
+
+    logging.basicConfig(
+        level=logging.WARNING, format=f"[node-{env['SWARMLIB_NODE_INDEX']}] %(message)s"
+    )
+    os.environ.update(env)
+    index = int(env["SWARMLIB_NODE_INDEX"])
+    results = []
+    try:
+        with SwarmNode.from_env() as node:
+            for r in range(rounds):
+                merged = node.sync(node_weights(index, r), n_samples)
+                results.append((r, node.last_hash.hex(), [m.tolist() for m in merged]))
+        conn.send(("ok", results))
+    except Exception as e:  # reported to the test
+        conn.send(("error", f"{type(e).__name__}: {e}"))

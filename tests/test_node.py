@@ -1,0 +1,139 @@
+"""SwarmNode end to end: real processes, a chain served on 127.0.0.1, real SVIDs, numpy weights."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from swarmlib import errors
+from swarmlib.identity import DevCA
+from swarmlib.ledger import LedgerClient, connect, dev_accounts
+from swarmlib.ledger.audit import audit
+from swarmlib.ledger.server import ChainServer
+from swarmlib.merge import Mean
+from swarmlib.node import NodeConfig, SwarmNode
+from tests.node_worker import node_weights, run_node
+
+pytestmark = pytest.mark.slow
+TD = "swarm.test"
+
+
+@pytest.fixture
+def chain() -> Iterator[ChainServer]:
+    server = ChainServer(port=0)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _swarm(
+    chain: ChainServer, tmp: Path, n: int, *, min_peers: int, round_timeout: int = 60
+) -> tuple[LedgerClient, list[dict[str, str]]]:
+    w3 = connect(chain.url)
+    accounts = dev_accounts()
+    admin = LedgerClient.deploy(w3, accounts[0], rpc=chain.url)
+    admin.create_session("s", min_peers=min_peers, quorum_wait=3, round_timeout=round_timeout)
+    ca = DevCA.create(TD)
+    envs = []
+    for i in range(n):
+        folder = tmp / f"node-{i}"
+        issued = ca.issue_files(f"spiffe://{TD}/node-{i}", folder)
+        key = folder / "eth.key"
+        key.write_text(accounts[i + 1].key.hex())
+        admin.add_member(accounts[i + 1].address, issued.spiffe_id)
+        envs.append(
+            {
+                "SWARMLIB_RPC": chain.url,
+                "SWARMLIB_CONTRACT": admin.address,
+                "SWARMLIB_SESSION": "s",
+                "SWARMLIB_KEY_FILE": str(key),
+                "SWARMLIB_SVID_CERT": str(issued.cert),
+                "SWARMLIB_SVID_KEY": str(issued.key),
+                "SWARMLIB_TRUST_BUNDLE": str(issued.bundle),
+                "SWARMLIB_TIMEOUT": "10",
+                "SWARMLIB_NODE_INDEX": str(i),
+                "SWARMLIB_NODE_COUNT": str(n),
+            }
+        )
+    return admin, envs
+
+
+def _run(envs: list[dict[str, str]], rounds: int, samples: list[int]) -> list[tuple[str, object]]:
+    ctx = mp.get_context("spawn")
+    pipes, procs = [], []
+    try:
+        for i, env in enumerate(envs):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=run_node, args=(env, rounds, samples[i], child), daemon=True)
+            p.start()
+            pipes.append(parent)
+            procs.append(p)
+        out = []
+        for parent in pipes:
+            assert parent.poll(180), "a node did not report within 180 s"
+            out.append(parent.recv())
+        return out
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+            p.join(10)
+
+
+def test_three_nodes_agree_every_round_and_the_audit_says_so(
+    chain: ChainServer, tmp_path: Path
+) -> None:
+    admin, envs = _swarm(chain, tmp_path, 3, min_peers=3)
+    samples = [100, 200, 300]
+    out = _run(envs, 3, samples)
+    assert all(status == "ok" for status, _ in out), out
+    for r in range(3):
+        expected = Mean()(
+            [np.concatenate([w.ravel() for w in node_weights(i, r)]) for i in range(3)], samples
+        )
+        hashes = {res[r][1] for _, res in out}  # type: ignore[index]
+        assert len(hashes) == 1
+        merged = [np.asarray(a, np.float32) for a in out[0][1][r][2]]  # type: ignore[index]
+        # the chain orders participants by vote, so sums may round differently than here
+        np.testing.assert_allclose(
+            np.concatenate([m.ravel() for m in merged]), expected, rtol=1e-5, atol=1e-6
+        )
+    rows = audit(admin, "s")
+    assert [(row.round, row.status) for row in rows] == [(0, "agree"), (1, "agree"), (2, "pending")]
+    assert rows[0].merged_hash.hex() == out[0][1][0][1]  # type: ignore[union-attr, index]
+    assert sorted(rows[0].samples) == samples
+
+
+def test_a_node_that_is_not_a_member_is_told_what_to_do(chain: ChainServer, tmp_path: Path) -> None:
+    admin, envs = _swarm(chain, tmp_path, 1, min_peers=1)
+    admin.remove_member(dev_accounts()[1].address)
+    node = SwarmNode(NodeConfig.from_env(envs[0]))
+    with pytest.raises(errors.NotAMember, match="swarmlib member add --address"):
+        node.join()
+    node.leave()
+
+
+def test_missing_settings_name_their_variables() -> None:
+    with pytest.raises(
+        errors.ConfigurationError, match="SWARMLIB_CONTRACT, SWARMLIB_SESSION, SWARMLIB_KEY_FILE"
+    ):
+        NodeConfig.from_env({})
+    with pytest.raises(errors.ConfigurationError, match="SWARMLIB_TIMEOUT"):
+        NodeConfig.from_env({"SWARMLIB_TIMEOUT": "soon", "SWARMLIB_CONTRACT": "0x1",
+                             "SWARMLIB_SESSION": "s", "SWARMLIB_KEY_FILE": "k"})  # fmt: skip
+
+
+def test_an_unreachable_quorum_fails_in_bounded_time(chain: ChainServer, tmp_path: Path) -> None:
+    _, envs = _swarm(chain, tmp_path, 2, min_peers=2, round_timeout=3)  # node 1 never starts
+    with SwarmNode(NodeConfig.from_env(envs[0])) as node:
+        started = time.monotonic()
+        with pytest.raises(errors.QuorumTimeout, match=r"1 member\(s\) voted, min_peers is 2"):
+            node.sync(node_weights(0, 0), 10)
+        assert time.monotonic() - started < 20
