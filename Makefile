@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   - create .venv, install swarmlib, run a real 3-node swarm exchange
+#   make demo   - create .venv, install swarmlib, train a 3-node Keras swarm with the launcher
+#                 (local vs swarm accuracy), then the 3-node exchange demo
 #   make test   - create .venv, install swarmlib[dev] and the npm tools (solc-js, anvil) into
 #                 .npm/, run ruff, mypy, mkdocs --strict, pytest
 PYTHON ?= python3
@@ -30,6 +31,9 @@ contract: $(NPM_STAMP)
 	node contracts/compile.mjs
 
 demo: $(STAMP)
+	rm -rf demo-output
+	$(VENV)/bin/swarmlib run -n 3 --workdir demo-output examples/quickstart.py
+	$(PY) examples/quickstart.py --summarize demo-output
 	$(PY) examples/exchange_demo.py --nodes 3 --params 2000000 --rounds 3 --out demo-output
 
 test: $(STAMP) $(NPM_STAMP) lint typecheck docs pytest

@@ -61,6 +61,20 @@ from swarmlib.transport import CurveKeyPair, Peer, RoundResult, ShardedExchange
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """Import the Keras callback and the middleware only when asked for (Keras is slow to load)."""
+    if name == "SwarmCallback":
+        from swarmlib.callback import SwarmCallback
+
+        return SwarmCallback
+    if name in ("SwarmNode", "NodeConfig"):
+        from swarmlib import node
+
+        return getattr(node, name)
+    raise AttributeError(f"module 'swarmlib' has no attribute {name!r}")
+
+
 __all__ = [
     "AlreadyAdmin",
     "AlreadyMember",
@@ -87,6 +101,7 @@ __all__ = [
     "MergeError",
     "MultiKrum",
     "NoContract",
+    "NodeConfig",
     "NonFiniteUpdate",
     "NotAMember",
     "NotAdmin",
@@ -107,7 +122,9 @@ __all__ = [
     "ShapeMismatch",
     "ShardedExchange",
     "Strategy",
+    "SwarmCallback",
     "SwarmError",
+    "SwarmNode",
     "SwarmWarning",
     "TransactionFailed",
     "TransportError",

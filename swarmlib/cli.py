@@ -7,6 +7,7 @@
     swarmlib audit --rpc URL --contract ADDR [--session S]
     swarmlib identity init-ca --trust-domain TD --out DIR  a dev CA (ca.pem, ca-key.pem)
     swarmlib identity issue --ca DIR --spiffe-id spiffe://TD/... --out DIR
+    swarmlib run -n N [--workdir DIR] SCRIPT [ARGS…]      a local swarm of N processes
     swarmlib strategies                                   the merge strategies
 
 A key FILE holds a hex private key, or an encrypted keystore (JSON) whose
@@ -74,6 +75,20 @@ def _identity(args: argparse.Namespace) -> int:
     issued = DevCA.load(args.ca).issue_files(args.spiffe_id, args.out, hours=args.hours)
     print(f"SVID for {issued.spiffe_id}: {issued.cert}, {issued.key} (0600), {issued.bundle}")
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from swarmlib.launcher import run_script
+
+    return run_script(
+        args.nodes,
+        args.script,
+        args.args,
+        workdir=args.workdir,
+        min_peers=args.min_peers,
+        quorum_wait=args.quorum_wait,
+        timeout=args.timeout,
+    )
 
 
 def _strategies(_: argparse.Namespace) -> int:
@@ -190,6 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--contract", required=True, help="SwarmLedger address")
         if key:
             p.add_argument("--key", required=True, help="file with the signing key")
+
+    run = sub.add_parser(
+        "run", help="run SCRIPT as N swarm nodes on this machine (dev chain, dev CA)"
+    )
+    run.add_argument("-n", "--nodes", type=int, required=True)
+    run.add_argument("--workdir", help="keys, SVIDs and outputs (default: a new temporary folder)")
+    run.add_argument("--min-peers", type=int, help="the session's min_peers (default: N)")
+    run.add_argument("--quorum-wait", type=int, default=10, help="seconds (default 10)")
+    run.add_argument("--timeout", type=float, help="stop every node after this many seconds")
+    run.add_argument("script")
+    run.add_argument("args", nargs=argparse.REMAINDER)
+    run.set_defaults(func=_run)
 
     strategies = sub.add_parser("strategies", help="list the merge strategies and their names")
     strategies.set_defaults(func=_strategies)

@@ -56,6 +56,7 @@ from swarmlib.params import Layout
 __all__ = [
     "STRATEGIES",
     "CoordinateMedian",
+    "First",
     "GeometricMedian",
     "Krum",
     "Mean",
@@ -367,6 +368,21 @@ class Strategy(ABC):
         return hash(repr(self))
 
 
+class First(Strategy):
+    """Keep the first participant's update: every node starts from the same initial weights.
+
+    Not a merge of the peers' knowledge; the Keras callback uses it for the
+    initial sync, where averaging independent random initialisations would
+    shrink the weights' variance.
+    """
+
+    name = "first"
+    exact_when_sharded = True
+
+    def _merge(self, arrays: list[np.ndarray], w: np.ndarray, ctx: ShardContext) -> np.ndarray:
+        return arrays[0].copy()
+
+
 class Mean(Strategy):
     """Weighted mean; with equal weights the plain mean (FedAvg, McMahan et al. 2017)."""
 
@@ -539,6 +555,7 @@ class MultiKrum(Krum):
 
 #: Strategy classes by name, with the spellings HPE Swarm Learning uses.
 STRATEGIES: dict[str, type[Strategy]] = {
+    "first": First,
     "mean": Mean,
     "coordinate_median": CoordinateMedian,
     "coordmedian": CoordinateMedian,

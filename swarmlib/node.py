@@ -51,7 +51,7 @@ from swarmlib.identity import (
 from swarmlib.ledger import LedgerClient, MemberInfo, connect
 from swarmlib.ledger.keys import load_or_create_account
 from swarmlib.params import flatten, unflatten
-from swarmlib.transport import CurveKeyPair, Peer, ShardedExchange
+from swarmlib.transport import CurveKeyPair, Peer, RoundStats, ShardedExchange
 
 __all__ = ["ENV", "NodeConfig", "SwarmNode"]
 
@@ -161,6 +161,7 @@ class SwarmNode:
         self._joined = False
         self._members: dict[str, MemberInfo] = {}
         self._registered_hash: bytes | None = None
+        self.last_stats: RoundStats | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> SwarmNode:
@@ -257,12 +258,22 @@ class SwarmNode:
 
     # ------------------------------------------------------------------ sync
 
-    def sync(self, weights: Sequence[np.ndarray], n_samples: int) -> list[np.ndarray]:
+    def sync(
+        self,
+        weights: Sequence[np.ndarray],
+        n_samples: int,
+        *,
+        strategy: str | None = None,
+        min_peers: int | None = None,
+    ) -> list[np.ndarray]:
         """Merge ``weights`` with the swarm; returns the merged arrays (same shapes, dtypes).
 
         Args:
             weights: This node's parameters (e.g. ``model.get_weights()``).
             n_samples: This node's merge weight, usually its training-set size.
+            strategy: Merge strategy for this round. Defaults to the config's.
+            min_peers: Fewest participants this node accepts, on top of the
+                session's ``min_peers``. Defaults to the session's.
 
         Raises:
             QuorumTimeout: fewer than ``min_peers`` nodes could take part.
@@ -281,10 +292,12 @@ class SwarmNode:
             self.ledger.ready(self.config.session, self.round, attempt, n_samples, self.last_hash)
             state = self.ledger.wait_for_round(self.config.session, self.round, attempt)
             peers = self._peers(state.participants, excluded)
-            if len(peers) < self.session.min_peers:
+            needed = max(self.session.min_peers, min_peers or 0)
+            if len(peers) < needed:
+                dropped = f" after dropping {', '.join(sorted(excluded))}" if excluded else ""
                 raise QuorumTimeout(
-                    f"Round {self.round}: only {len(peers)} participant(s) left after dropping "
-                    f"{', '.join(sorted(excluded))}; min_peers is {self.session.min_peers}."
+                    f"Round {self.round}: {len(peers)} participant(s){dropped}; this node needs "
+                    f"at least {needed} (min_peers)."
                 )
             try:
                 result = self.exchange.run_round(
@@ -293,7 +306,7 @@ class SwarmNode:
                     round_id=self.round,
                     attempt=attempt,
                     weight=float(n_samples),
-                    strategy=self.config.merge,
+                    strategy=strategy or self.config.merge,
                     layout=layout,
                 )
                 break
@@ -311,6 +324,7 @@ class SwarmNode:
                 )
                 attempt += 1
         self.last_hash = bytes.fromhex(result.sha256)
+        self.last_stats = result.stats
         self.round += 1
         return unflatten(result.vector, layout)
 

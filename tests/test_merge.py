@@ -302,6 +302,12 @@ def test_unknown_strategy_and_bad_parameters() -> None:
         get_strategy("mean", k=1)
 
 
+def test_first_keeps_the_first_participants_update() -> None:
+    a, b = np.arange(4.0), np.ones(4)
+    np.testing.assert_array_equal(get_strategy("first")([a, b]), a)
+    np.testing.assert_array_equal(get_strategy("first")([b, a]), b)
+
+
 def test_hpe_spellings_resolve() -> None:
     assert isinstance(get_strategy("coordmedian"), merge.CoordinateMedian)
     assert isinstance(get_strategy("geomedian"), merge.GeometricMedian)

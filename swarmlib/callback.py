@@ -1,0 +1,291 @@
+"""SwarmCallback: Swarm Learning as one Keras callback.
+
+    model.fit(x, y, epochs=100, callbacks=[SwarmCallback(sync_frequency=128, min_peers=3)])
+
+The callback touches only ``model.get_weights()`` / ``set_weights()``, so it works
+on every Keras 3 backend. It also accepts HPE Swarm Learning's argument names
+(``syncFrequency``, ``minPeers``, ``mergeMethod``, …), so an HPE script runs
+after changing only its import line.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+
+from swarmlib.errors import ConfigurationError
+from swarmlib.merge import STRATEGIES
+from swarmlib.node import SwarmNode
+
+__all__ = ["HPE_ARGUMENTS", "SwarmCallback"]
+
+#: HPE Swarm Learning's argument names and their swarmlib equivalents.
+HPE_ARGUMENTS = {
+    "syncFrequency": "sync_frequency",
+    "minPeers": "min_peers",
+    "useAdaptiveSync": "adaptive_sync",
+    "adsValData": "val_data",
+    "adsValBatchSize": "val_batch_size",
+    "mergeMethod": "merge",
+    "nodeWeightage": "node_weight",
+    "checkinModelOnTrainEnd": "checkin_on_train_end",
+    "totalEpochs": "total_epochs",
+    "trainingContract": "training_contract",
+}
+_CHECKIN = ("inactive", "snapshot", "active")
+_UNSET: Any = object()
+
+
+def _positive_int(name: str, value: object, alternatives: str = "") -> int:
+    if value is _UNSET:
+        raise ConfigurationError(f"SwarmCallback needs `{name}` (a positive int).")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _invalid(name, value, f"{alternatives}a positive int")
+    return value
+
+
+def _invalid(name: str, value: object, expected: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"Invalid value for argument `{name}`. Received: {name}={value!r}. Expected {expected}."
+    )
+
+
+class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
+    """Merge the model with the swarm every ``sync_frequency`` batches.
+
+    Lifecycle: ``on_train_begin`` joins the swarm (once) and makes every node start
+    from the same weights (those of the first node to vote); every
+    ``sync_frequency`` batches the weights are merged; ``on_train_end`` does a
+    final merge unless ``checkin_on_train_end="inactive"``. All weights are
+    synced — trainable and non-trainable (BatchNorm statistics) — unless
+    ``weight_filter`` says otherwise. State is reset in ``on_train_begin``, so
+    one instance serves several ``fit`` calls. The model only ever receives
+    a complete merge: after a failure it keeps its last good weights.
+
+    Adaptive sync (``adaptive_sync=True``): after each merge the nodes' losses on
+    their ``val_data`` are merged too (the same value on every node, so every
+    node decides alike). If that loss fell by more than 1 % since the last
+    merge, the interval doubles (at most 8 x ``sync_frequency``); if it rose by
+    more than 1 %, it halves (at least ``sync_frequency // 4``, and 1).
+
+    Args:
+        sync_frequency: Batches between merges. Required (HPE: ``syncFrequency``).
+        min_peers: Fewest nodes a merge may have. Required (HPE: ``minPeers``).
+        merge: Merge strategy name, e.g. ``"mean"``, ``"coordmedian"``,
+            ``"geomedian"``. Defaults to ``"mean"`` (HPE: ``mergeMethod``).
+        node_weight: ``"samples"`` weights each node by its number of training
+            batches per epoch times ``batch_size`` (its training-set size); an
+            int sets the weight by hand. Defaults to ``"samples"`` (HPE:
+            ``nodeWeightage``).
+        adaptive_sync: Adapt the interval to the validation loss. Defaults to
+            ``False`` (HPE: ``useAdaptiveSync``).
+        val_data: ``(x, y)`` for adaptive sync (HPE: ``adsValData``).
+        val_batch_size: Batch size for ``val_data``. Defaults to 32
+            (HPE: ``adsValBatchSize``).
+        checkin_on_train_end: ``"inactive"`` (no final merge), ``"snapshot"``
+            (contribute the final model and load the merge) or ``"active"``
+            (same as snapshot today). Defaults to ``"snapshot"``
+            (HPE: ``checkinModelOnTrainEnd``).
+        total_epochs: Accepted for HPE compatibility; unused (HPE: ``totalEpochs``).
+        node: The :class:`SwarmNode` to use. Defaults to one configured from the
+            ``SWARMLIB_*`` environment (set by ``swarmlib run``).
+        logger: A ``logging.Logger`` for progress. Defaults to this module's.
+        training_contract: Session name; overrides ``SWARMLIB_SESSION``
+            (HPE: ``trainingContract``).
+        weight_filter: ``f(variable) -> bool`` choosing which of
+            ``model.weights`` to sync. Defaults to all.
+        batch_size: The ``fit`` batch size, for ``node_weight="samples"``.
+            Defaults to 32, Keras' default.
+        verbose: 1 prints a line per merge. Defaults to 1.
+
+    Raises:
+        ConfigurationError: in ``__init__``, for a bad, unknown or doubly spelled
+            argument (the message names it).
+    """
+
+    def __init__(
+        self,
+        sync_frequency: int = _UNSET,
+        min_peers: int = _UNSET,
+        *,
+        merge: str = _UNSET,
+        node_weight: str | int = _UNSET,
+        adaptive_sync: bool = _UNSET,
+        val_data: Any = _UNSET,
+        val_batch_size: int | None = _UNSET,
+        checkin_on_train_end: str = _UNSET,
+        total_epochs: int | None = _UNSET,
+        node: SwarmNode | None = None,
+        logger: logging.Logger | None = None,
+        training_contract: str | None = _UNSET,
+        weight_filter: Callable[[Any], bool] | None = None,
+        batch_size: int = 32,
+        verbose: int = 1,
+        **hpe: Any,
+    ):
+        super().__init__()
+        given: dict[str, Any] = {
+            "sync_frequency": sync_frequency,
+            "min_peers": min_peers,
+            "merge": merge,
+            "node_weight": node_weight,
+            "adaptive_sync": adaptive_sync,
+            "val_data": val_data,
+            "val_batch_size": val_batch_size,
+            "checkin_on_train_end": checkin_on_train_end,
+            "total_epochs": total_epochs,
+            "training_contract": training_contract,
+        }
+        unknown = sorted(k for k in hpe if k not in HPE_ARGUMENTS)
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown argument(s) {', '.join(unknown)} to SwarmCallback. Known: "
+                f"{', '.join(given)} (or HPE's {', '.join(HPE_ARGUMENTS)})."
+            )
+        for camel, value in hpe.items():
+            snake = HPE_ARGUMENTS[camel]
+            if given[snake] is not _UNSET:
+                raise ConfigurationError(
+                    f"SwarmCallback got both `{snake}` and HPE's `{camel}`; use one spelling."
+                )
+            given[snake] = value
+        defaults = {
+            "merge": "mean",
+            "node_weight": "samples",
+            "adaptive_sync": False,
+            "val_data": None,
+            "val_batch_size": None,
+            "checkin_on_train_end": "snapshot",
+            "total_epochs": None,
+            "training_contract": None,
+        }
+        v: dict[str, Any] = {
+            k: (defaults.get(k, _UNSET) if val is _UNSET else val) for k, val in given.items()
+        }
+        self.sync_frequency: int = _positive_int("sync_frequency", v["sync_frequency"])
+        self.min_peers: int = _positive_int("min_peers", v["min_peers"])
+        merge_name = str(v["merge"]).lower()
+        if merge_name not in STRATEGIES:
+            raise _invalid("merge", v["merge"], f"one of {', '.join(sorted(STRATEGIES))}")
+        self.merge = merge_name
+        self.node_weight: str | int = v["node_weight"]
+        if self.node_weight != "samples":
+            self.node_weight = _positive_int("node_weight", self.node_weight, "'samples' or ")
+        self.adaptive_sync = bool(v["adaptive_sync"])
+        self.val_data = v["val_data"]
+        if self.adaptive_sync and self.val_data is None:
+            raise _invalid("val_data", None, "(x, y) validation data when adaptive_sync=True")
+        self.val_batch_size = v["val_batch_size"] or 32
+        self.checkin = v["checkin_on_train_end"]
+        if self.checkin not in _CHECKIN:
+            raise _invalid(
+                "checkin_on_train_end", self.checkin, "'inactive', 'snapshot' or 'active'"
+            )
+        self.total_epochs = v["total_epochs"]
+        self.training_contract = v["training_contract"]
+        self.node = node
+        self.log = logger or logging.getLogger(__name__)
+        self.weight_filter = weight_filter
+        self.batch_size = batch_size
+        self.verbose = verbose
+
+    # -------------------------------------------------------------- lifecycle
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._since_sync = 0
+        self._interval = self.sync_frequency
+        self._last_loss: float | None = None
+        self.history: list[dict[str, Any]] = []
+        if self.node is None:
+            overrides = {"session": self.training_contract} if self.training_contract else {}
+            self.node = SwarmNode.from_env(**overrides)
+        if not getattr(self.node, "_joined", False):
+            self.node.join()
+        self._sync(initial=True)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._since_sync += 1
+        if self._since_sync >= self._interval:
+            self._sync()
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.checkin != "inactive":
+            self._sync(final=True)
+
+    # ------------------------------------------------------------------- sync
+
+    def _indices(self) -> list[int]:
+        variables = self.model.weights
+        if self.weight_filter is None:
+            return list(range(len(variables)))
+        return [i for i, var in enumerate(variables) if self.weight_filter(var)]
+
+    def _n_samples(self) -> int:
+        if self.node_weight != "samples":
+            return int(self.node_weight)
+        steps = (self.params or {}).get("steps") or 1
+        return int(steps) * self.batch_size
+
+    def _sync(self, *, initial: bool = False, final: bool = False) -> None:
+        assert self.node is not None
+        started = time.perf_counter()
+        weights = self.model.get_weights()
+        chosen = self._indices()
+        local = [weights[i] for i in chosen]
+        loss = None
+        if self.adaptive_sync and not initial:
+            x, y = self.val_data
+            loss = float(
+                np.asarray(
+                    self.model.evaluate(x, y, batch_size=self.val_batch_size, verbose=0)
+                ).ravel()[0]
+            )
+            local.append(np.asarray([loss], dtype=np.float32))
+        merged = self.node.sync(
+            local,
+            self._n_samples(),
+            strategy="first" if initial else self.merge,
+            min_peers=self.min_peers,
+        )
+        if loss is not None:
+            merged_loss = float(merged.pop()[0])
+            self._adapt(merged_loss)
+        for i, value in zip(chosen, merged, strict=True):
+            weights[i] = value
+        self.model.set_weights(weights)
+        self._since_sync = 0
+        stats = self.node.last_stats
+        record = {
+            "round": self.node.round - 1,
+            "participants": len(stats.participants) if stats else 0,
+            "seconds": time.perf_counter() - started,
+            "merge_s": stats.merge_s if stats else 0.0,
+            "mb_sent": (stats.bytes_sent / 1e6) if stats else 0.0,
+            "val_loss": self._last_loss,
+            "kind": "initial" if initial else "final" if final else "sync",
+        }
+        self.history.append(record)
+        if self.verbose:
+            loss_text = (
+                f", merged val_loss {self._last_loss:.4f}" if self._last_loss is not None else ""
+            )
+            print(
+                f"swarm round {record['round']} ({record['kind']}): {record['participants']} "
+                f"participants, {record['seconds']:.2f}s, {record['mb_sent']:.1f} MB sent"
+                f"{loss_text}",
+                flush=True,
+            )
+
+    def _adapt(self, loss: float) -> None:
+        previous, self._last_loss = self._last_loss, loss
+        if previous is None:
+            return
+        if loss < previous * 0.99:
+            self._interval = min(self._interval * 2, 8 * self.sync_frequency)
+        elif loss > previous * 1.01:
+            self._interval = max(self._interval // 2, self.sync_frequency // 4, 1)

@@ -1,0 +1,204 @@
+"""``swarmlib run -n N SCRIPT``: a whole local swarm from one command, for development and demos.
+
+It makes a working folder with a dev CA and one SVID per node, serves the
+embedded chain on 127.0.0.1 (in this process), deploys the contract, adds N
+members and a training session, then starts N processes of ``SCRIPT`` with
+their ``SWARMLIB_*`` environment (``SWARMLIB_NODE_INDEX`` 0..N-1 and
+``SWARMLIB_NODE_COUNT`` let one script pick its own data partition). Output is
+prefixed per node. If any node fails the others are stopped and the exit code
+is non-zero; Ctrl-C stops everything. Every process is ended by its pid.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from swarmlib.errors import ConfigurationError
+from swarmlib.identity.devca import DevCA
+from swarmlib.ledger import LedgerClient, connect, dev_accounts
+from swarmlib.ledger.server import ChainServer
+
+__all__ = ["LocalSwarm", "run_script"]
+
+logger = logging.getLogger(__name__)
+
+TRUST_DOMAIN = "swarm.local"
+
+
+@dataclass
+class LocalSwarm:
+    """A dev chain, contract, session and N node identities on this machine.
+
+    Args:
+        nodes: Number of nodes (at most 9: the dev chain has ten funded accounts).
+        workdir: Folder for keys, SVIDs and outputs. Defaults to a new temporary one.
+        session: Session name. Defaults to ``"swarm"``.
+        min_peers: The session's ``min_peers``. Defaults to ``nodes``.
+        quorum_wait: Seconds after which a round may close without everyone. Defaults to 10.
+        round_timeout: Seconds a node waits for a round. Defaults to 300.
+    """
+
+    nodes: int
+    workdir: Path | None = None
+    session: str = "swarm"
+    min_peers: int | None = None
+    quorum_wait: int = 10
+    round_timeout: int = 300
+    envs: list[dict[str, str]] = field(default_factory=list)
+
+    def start(self) -> LocalSwarm:
+        """Serve the chain, deploy, and prepare every node's identity and environment."""
+        if not 1 <= self.nodes <= 9:
+            raise ConfigurationError(f"-n must be between 1 and 9 (got {self.nodes}).")
+        self.workdir = Path(self.workdir or tempfile.mkdtemp(prefix="swarmlib-run-"))
+        self.server = ChainServer(port=0)
+        self.server.start()
+        w3 = connect(self.server.url)
+        accounts = dev_accounts()
+        self.admin = LedgerClient.deploy(w3, accounts[0], rpc=self.server.url)
+        self.admin.create_session(
+            self.session,
+            min_peers=self.min_peers or self.nodes,
+            quorum_wait=self.quorum_wait,
+            round_timeout=self.round_timeout,
+        )
+        ca = DevCA.create(TRUST_DOMAIN)
+        ca.save(self.workdir / "ca")
+        for i in range(self.nodes):
+            folder = self.workdir / f"node-{i}"
+            issued = ca.issue_files(f"spiffe://{TRUST_DOMAIN}/node-{i}", folder)
+            key = folder / "eth.key"
+            key.write_text(accounts[i + 1].key.hex() + "\n")
+            key.chmod(0o600)
+            self.admin.add_member(accounts[i + 1].address, issued.spiffe_id)
+            self.envs.append(
+                {
+                    "SWARMLIB_RPC": self.server.url,
+                    "SWARMLIB_CONTRACT": self.admin.address,
+                    "SWARMLIB_SESSION": self.session,
+                    "SWARMLIB_KEY_FILE": str(key),
+                    "SWARMLIB_SVID_CERT": str(issued.cert),
+                    "SWARMLIB_SVID_KEY": str(issued.key),
+                    "SWARMLIB_TRUST_BUNDLE": str(issued.bundle),
+                    "SWARMLIB_NODE_INDEX": str(i),
+                    "SWARMLIB_NODE_COUNT": str(self.nodes),
+                    "SWARMLIB_WORKDIR": str(self.workdir),
+                }
+            )
+        logger.info("local swarm of %d nodes ready in %s", self.nodes, self.workdir)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving the chain."""
+        if getattr(self, "server", None) is not None:
+            self.server.stop()
+
+    def __enter__(self) -> LocalSwarm:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _pump(stream: IO[bytes], prefix: str, out: IO[str]) -> None:
+    for raw in iter(stream.readline, b""):
+        out.write(f"{prefix}{raw.decode(errors='replace')}")
+        out.flush()
+
+
+def run_script(
+    nodes: int,
+    script: str,
+    args: Sequence[str] = (),
+    *,
+    workdir: str | Path | None = None,
+    min_peers: int | None = None,
+    quorum_wait: int = 10,
+    timeout: float | None = None,
+    extra_env: dict[str, str] | None = None,
+    on_finish: Callable[[LocalSwarm], None] | None = None,
+) -> int:
+    """Run ``python SCRIPT ARGS`` as ``nodes`` swarm nodes; returns the exit code.
+
+    Args:
+        timeout: Seconds before every node is stopped. Defaults to no limit.
+        extra_env: More environment variables for every node.
+        on_finish: Called with the swarm after the nodes stopped, while its chain
+            still runs (e.g. to audit it).
+
+    Returns:
+        0 if every node exited 0, else the first non-zero exit code (or 1).
+    """
+    if not Path(script).exists():
+        raise ConfigurationError(f"No script {script!r}.")
+    with LocalSwarm(nodes, Path(workdir) if workdir else None, min_peers=min_peers,
+                    quorum_wait=quorum_wait) as swarm:  # fmt: skip
+        procs: list[subprocess.Popen[bytes]] = []
+        pumps = []
+        print(f"swarmlib run: {nodes} nodes, chain {swarm.server.url}, contract "
+              f"{swarm.admin.address}, workdir {swarm.workdir}", flush=True)  # fmt: skip
+        try:
+            for i, env in enumerate(swarm.envs):
+                proc = subprocess.Popen(
+                    [sys.executable, script, *args],
+                    env={**os.environ, **(extra_env or {}), **env},
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                procs.append(proc)
+                assert proc.stdout is not None
+                pump = threading.Thread(
+                    target=_pump, args=(proc.stdout, f"[node-{i}] ", sys.stdout), daemon=True
+                )
+                pump.start()
+                pumps.append(pump)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            code = 0
+            while any(p.poll() is None for p in procs):
+                failed = [p for p in procs if p.poll() not in (None, 0)]
+                if failed:
+                    code = failed[0].returncode or 1
+                    print(
+                        f"swarmlib run: a node exited with {code}; stopping the others", flush=True
+                    )
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    print(f"swarmlib run: stopped after {timeout:g}s", flush=True)
+                    code = 1
+                    break
+                time.sleep(0.2)
+            else:
+                code = next((p.returncode for p in procs if p.returncode), 0)
+            return code
+        except KeyboardInterrupt:
+            print("swarmlib run: interrupted; stopping every node", flush=True)
+            return 130
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait(10)
+            for pump in pumps:
+                pump.join(5)
+            for p in procs:
+                if p.stdout is not None:
+                    p.stdout.close()
+            if on_finish is not None:
+                on_finish(swarm)

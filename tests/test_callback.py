@@ -1,0 +1,92 @@
+"""SwarmCallback: its arguments (HPE spellings included) and whole swarms of Keras processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from swarmlib import errors
+from swarmlib.callback import SwarmCallback
+from swarmlib.launcher import LocalSwarm, run_script
+from swarmlib.ledger.audit import audit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_arguments_are_checked_in_init_and_name_themselves() -> None:
+    with pytest.raises(errors.ConfigurationError, match="needs `sync_frequency`"):
+        SwarmCallback(min_peers=2)
+    with pytest.raises(errors.ConfigurationError, match=r"Received: sync_frequency=0"):
+        SwarmCallback(sync_frequency=0, min_peers=2)
+    with pytest.raises(errors.ConfigurationError, match="`min_peers`"):
+        SwarmCallback(sync_frequency=4, min_peers="3")  # type: ignore[arg-type]
+    with pytest.raises(errors.ConfigurationError, match="`merge`"):
+        SwarmCallback(sync_frequency=4, min_peers=2, merge="average")
+    with pytest.raises(errors.ConfigurationError, match="`checkin_on_train_end`"):
+        SwarmCallback(sync_frequency=4, min_peers=2, checkin_on_train_end="sometimes")
+    with pytest.raises(errors.ConfigurationError, match="`val_data`"):
+        SwarmCallback(sync_frequency=4, min_peers=2, adaptive_sync=True)
+    with pytest.raises(errors.ConfigurationError, match="`node_weight`"):
+        SwarmCallback(sync_frequency=4, min_peers=2, node_weight=-1)
+
+
+def test_hpe_spellings_are_accepted_and_mixed_or_unknown_ones_refused() -> None:
+    cb = SwarmCallback(syncFrequency=8, minPeers=3, mergeMethod="geomedian", nodeWeightage=50,
+                       checkinModelOnTrainEnd="inactive", useAdaptiveSync=True,
+                       adsValData=([0.0], [0.0]), adsValBatchSize=16, totalEpochs=10)  # fmt: skip
+    assert (cb.sync_frequency, cb.min_peers, cb.merge, cb.node_weight) == (8, 3, "geomedian", 50)
+    assert (cb.checkin, cb.adaptive_sync, cb.val_batch_size) == ("inactive", True, 16)
+    with pytest.raises(
+        errors.ConfigurationError, match=r"both `sync_frequency` and HPE's `syncFrequency`"
+    ):
+        SwarmCallback(sync_frequency=8, syncFrequency=8, min_peers=2)
+    with pytest.raises(errors.ConfigurationError, match=r"Unknown argument.*syncFreq"):
+        SwarmCallback(syncFreq=8, min_peers=2)
+
+
+@pytest.mark.slow
+def test_three_keras_nodes_agree_beat_every_local_model_and_audit_clean(tmp_path: Path) -> None:
+    rows: list[object] = []
+
+    def check(swarm: LocalSwarm) -> None:
+        rows.extend(audit(swarm.admin, swarm.session))
+
+    code = run_script(3, str(ROOT / "examples" / "quickstart.py"), workdir=tmp_path,
+                      timeout=300, on_finish=check)  # fmt: skip
+    assert code == 0
+    results = [json.loads(p.read_text()) for p in sorted((tmp_path / "results").glob("*.json"))]
+    assert len(results) == 3
+    assert len({r["weights_sha256"] for r in results}) == 1, "nodes ended with different weights"
+    best_local = max(r["local_accuracy"] for r in results)
+    assert results[0]["swarm_accuracy"] > best_local, results
+    statuses = [row.status for row in rows]  # type: ignore[attr-defined]
+    assert statuses[-1] == "pending" and set(statuses[:-1]) == {"agree"}, statuses
+
+
+@pytest.mark.slow
+def test_an_hpe_style_script_runs_unchanged(tmp_path: Path) -> None:
+    code = run_script(
+        2, str(ROOT / "tests" / "scripts" / "hpe_style.py"), workdir=tmp_path, timeout=300
+    )
+    assert code == 0
+    assert (tmp_path / "hpe-0.bin").read_bytes() == (tmp_path / "hpe-1.bin").read_bytes()
+
+
+@pytest.mark.slow
+def test_a_numpy_node_joins_keras_nodes_of_the_same_architecture(tmp_path: Path) -> None:
+    code = run_script(
+        3, str(ROOT / "tests" / "scripts" / "mixed.py"), workdir=tmp_path, timeout=300
+    )
+    assert code == 0
+    weights = {(tmp_path / f"mixed-{i}.bin").read_bytes() for i in range(3)}
+    assert len(weights) == 1, "the numpy node and the Keras nodes ended with different weights"
+
+
+@pytest.mark.slow
+def test_a_failing_node_stops_the_run_with_a_non_zero_exit(tmp_path: Path) -> None:
+    script = tmp_path / "fail.py"
+    script.write_text("import os, sys, time\nif os.environ['SWARMLIB_NODE_INDEX'] == '1':\n"
+                      "    sys.exit(3)\ntime.sleep(60)\n")  # fmt: skip
+    assert run_script(2, str(script), workdir=tmp_path / "w", timeout=60) == 3
