@@ -88,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         min_peers=args.min_peers,
         quorum_wait=args.quorum_wait,
         timeout=args.timeout,
+        keep_going=args.keep_going,
     )
 
 
@@ -214,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--min-peers", type=int, help="the session's min_peers (default: N)")
     run.add_argument("--quorum-wait", type=int, default=10, help="seconds (default 10)")
     run.add_argument("--timeout", type=float, help="stop every node after this many seconds")
+    run.add_argument(
+        "--keep-going", action="store_true", help="let the others run when a node fails"
+    )
     run.add_argument("script")
     run.add_argument("args", nargs=argparse.REMAINDER)
     run.set_defaults(func=_run)

@@ -128,6 +128,7 @@ def run_script(
     timeout: float | None = None,
     extra_env: dict[str, str] | None = None,
     on_finish: Callable[[LocalSwarm], None] | None = None,
+    keep_going: bool = False,
 ) -> int:
     """Run ``python SCRIPT ARGS`` as ``nodes`` swarm nodes; returns the exit code.
 
@@ -136,6 +137,8 @@ def run_script(
         extra_env: More environment variables for every node.
         on_finish: Called with the swarm after the nodes stopped, while its chain
             still runs (e.g. to audit it).
+        keep_going: Let the other nodes run on when one fails (the exit code is
+            still non-zero). Defaults to stopping them all.
 
     Returns:
         0 if every node exited 0, else the first non-zero exit code (or 1).
@@ -168,7 +171,7 @@ def run_script(
             code = 0
             while any(p.poll() is None for p in procs):
                 failed = [p for p in procs if p.poll() not in (None, 0)]
-                if failed:
+                if failed and not keep_going:
                     code = failed[0].returncode or 1
                     print(
                         f"swarmlib run: a node exited with {code}; stopping the others", flush=True
@@ -181,6 +184,8 @@ def run_script(
                 time.sleep(0.2)
             else:
                 code = next((p.returncode for p in procs if p.returncode), 0)
+                if code:
+                    print(f"swarmlib run: a node exited with {code}", flush=True)
             return code
         except KeyboardInterrupt:
             print("swarmlib run: interrupted; stopping every node", flush=True)

@@ -36,6 +36,7 @@ from swarmlib.errors import (
     IdentityError,
     NotAMember,
     QuorumTimeout,
+    RoundClosed,
     RoundFailed,
 )
 from swarmlib.identity import (
@@ -289,7 +290,23 @@ class SwarmNode:
         excluded: set[str] = set()
         attempt = 0
         while True:
-            self.ledger.ready(self.config.session, self.round, attempt, n_samples, self.last_hash)
+            try:
+                self.ledger.ready(
+                    self.config.session, self.round, attempt, n_samples, self.last_hash
+                )
+            except RoundClosed:
+                # the round was agreed without this node (it came late): take the next one,
+                # with the swarm's own strategy (a one-off strategy such as the initial
+                # "first" was meant for the round that is gone)
+                logger.warning(
+                    "Round %d closed before this node voted; joining round %d (this node's "
+                    "model is merged in as it is: fetching the swarm's model first is not "
+                    "implemented yet)",
+                    self.round,
+                    self.round + 1,
+                )
+                self.round, attempt, excluded, strategy = self.round + 1, 0, set(), None
+                continue
             state = self.ledger.wait_for_round(self.config.session, self.round, attempt)
             peers = self._peers(state.participants, excluded)
             needed = max(self.session.min_peers, min_peers or 0)

@@ -90,3 +90,22 @@ def test_a_failing_node_stops_the_run_with_a_non_zero_exit(tmp_path: Path) -> No
     script.write_text("import os, sys, time\nif os.environ['SWARMLIB_NODE_INDEX'] == '1':\n"
                       "    sys.exit(3)\ntime.sleep(60)\n")  # fmt: skip
     assert run_script(2, str(script), workdir=tmp_path / "w", timeout=60) == 3
+
+
+@pytest.mark.slow
+def test_a_node_killed_mid_training_lets_the_others_finish(tmp_path: Path) -> None:
+    code = run_script(
+        3,
+        str(ROOT / "tests" / "scripts" / "killed.py"),
+        workdir=tmp_path,
+        timeout=300,
+        min_peers=2,
+        quorum_wait=6,
+        keep_going=True,
+        extra_env={"SWARMLIB_TIMEOUT": "5"},
+    )
+    assert code == -9  # the killed node's status; the run reports it
+    survivors = [(tmp_path / f"killed-{i}.bin") for i in (0, 1)]
+    assert all(p.exists() for p in survivors), "a surviving node did not finish"
+    assert survivors[0].read_bytes() == survivors[1].read_bytes()
+    assert not (tmp_path / "killed-2.bin").exists()

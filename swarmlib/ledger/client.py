@@ -383,8 +383,8 @@ class LedgerClient:
                 try:
                     self.close_round(session, round_id, attempt)
                     continue
-                except errors.RoundClosed:
-                    continue  # another participant closed it first
+                except (errors.RoundClosed, TransactionFailed):
+                    continue  # another participant closed it first (maybe in the same block)
                 except errors.QuorumWaitNotOver:
                     pass
             if time.monotonic() >= deadline:
