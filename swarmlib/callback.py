@@ -268,6 +268,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             "mb_sent": (stats.bytes_sent / 1e6) if stats else 0.0,
             "val_loss": self._last_loss,
             "kind": "initial" if initial else "final" if final else "sync",
+            **self.node.last_timing,
         }
         self.history.append(record)
         if self.verbose:
@@ -276,7 +277,9 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             )
             print(
                 f"swarm round {record['round']} ({record['kind']}): {record['participants']} "
-                f"participants, {record['seconds']:.2f}s, {record['mb_sent']:.1f} MB sent"
+                f"participants, {record['seconds']:.2f}s (vote {record.get('vote_s', 0):.2f}, "
+                f"agree {record.get('wait_s', 0):.2f}, "
+                f"exchange {record.get('exchange_s', 0):.2f}), {record['mb_sent']:.1f} MB sent"
                 f"{loss_text}",
                 flush=True,
             )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -163,6 +164,7 @@ class SwarmNode:
         self._members: dict[str, MemberInfo] = {}
         self._registered_hash: bytes | None = None
         self.last_stats: RoundStats | None = None
+        self.last_timing: dict[str, float] = {}
 
     @classmethod
     def from_env(cls, **overrides: Any) -> SwarmNode:
@@ -289,7 +291,9 @@ class SwarmNode:
             self._register()  # the SVID rotated: publish its hash before anyone checks it
         excluded: set[str] = set()
         attempt = 0
+        timing = {"vote_s": 0.0, "wait_s": 0.0, "exchange_s": 0.0}
         while True:
+            t0 = time.perf_counter()
             try:
                 self.ledger.ready(
                     self.config.session, self.round, attempt, n_samples, self.last_hash
@@ -307,8 +311,12 @@ class SwarmNode:
                 )
                 self.round, attempt, excluded, strategy = self.round + 1, 0, set(), None
                 continue
+            t1 = time.perf_counter()
             state = self.ledger.wait_for_round(self.config.session, self.round, attempt)
             peers = self._peers(state.participants, excluded)
+            t2 = time.perf_counter()
+            timing["vote_s"] += t1 - t0
+            timing["wait_s"] += t2 - t1
             needed = max(self.session.min_peers, min_peers or 0)
             if len(peers) < needed:
                 dropped = f" after dropping {', '.join(sorted(excluded))}" if excluded else ""
@@ -326,8 +334,10 @@ class SwarmNode:
                     strategy=strategy or self.config.merge,
                     layout=layout,
                 )
+                timing["exchange_s"] += time.perf_counter() - t2
                 break
             except RoundFailed as e:
+                timing["exchange_s"] += time.perf_counter() - t2
                 if self.identity.spiffe_id in e.culprits:
                     raise
                 excluded.update(e.culprits)
@@ -342,6 +352,7 @@ class SwarmNode:
                 attempt += 1
         self.last_hash = bytes.fromhex(result.sha256)
         self.last_stats = result.stats
+        self.last_timing = timing
         self.round += 1
         return unflatten(result.vector, layout)
 

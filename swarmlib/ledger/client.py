@@ -351,8 +351,8 @@ class LedgerClient:
         attempt: int = 0,
         *,
         timeout: float | None = None,
-        poll: float = 0.05,
-        max_poll: float = 1.0,
+        poll: float = 0.02,
+        max_poll: float = 0.25,
     ) -> RoundInfo:
         """Wait until a round attempt closes, closing it once its quorum wait has passed.
 
@@ -398,6 +398,11 @@ class LedgerClient:
             delay = min(max_poll, delay * 1.5)
 
     # ---------------------------------------------------------------- plumbing
+
+    def _chain_id(self) -> int:
+        if getattr(self, "_cached_chain_id", None) is None:
+            self._cached_chain_id = int(self._rpc(lambda: self.w3.eth.chain_id, "eth_chainId"))
+        return int(self._cached_chain_id)
 
     def _rpc(self, call: Callable[[], T], what: str) -> T:
         return with_retries(call, what, self.rpc)
@@ -445,7 +450,7 @@ class LedgerClient:
             "from": sender,
             "nonce": nonce,
             "gas": gas * 12 // 10 + 10_000,
-            "chainId": self._rpc(lambda: w3.eth.chain_id, "eth_chainId"),
+            "chainId": self._chain_id(),
         }
         if base is not None:
             tip = 10**9
@@ -469,7 +474,7 @@ class LedgerClient:
         try:
             receipt = self._rpc(
                 lambda: w3.eth.wait_for_transaction_receipt(
-                    tx_hash, timeout=self.tx_timeout, poll_latency=0.05
+                    tx_hash, timeout=self.tx_timeout, poll_latency=0.02
                 ),
                 "eth_getTransactionReceipt",
             )

@@ -1,0 +1,100 @@
+"""What does Swarm Learning add to `fit`? The paper's leukemia network, 3 nodes, one sync per epoch.
+
+Each node (a process started by `swarmlib run`) trains the same network twice on
+its own synthetic data, with the same epochs and batch size: once with a plain
+`fit`, once with `SwarmCallback` syncing once per epoch (plus the initial and
+final syncs). All nodes run each phase at the same time, so both phases see the
+same contention on this machine. The last line is
+
+    overhead nodes=N sync_frequency=F plain_s=<slowest> swarm_s=<slowest> ratio=<swarm/plain>
+
+    python benchmarks/overhead.py [--nodes 3] [--epochs 3] [--samples 1024] [--batch 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GENES = 12_708
+LAYERS = (256, 1024, 512, 512, 256, 256, 128, 128, 64)
+
+
+def network():  # type: ignore[no-untyped-def]
+    """Dense 256 (dropout 0.4) -> 1024 -> ... -> 64 (ReLU, dropout 0.3, L2 0.005) -> 1 sigmoid."""
+    import keras
+
+    layers: list[object] = [keras.Input((GENES,))]
+    for i, width in enumerate(LAYERS):
+        l2 = keras.regularizers.L2(0.005)
+        layers.append(keras.layers.Dense(width, activation="relu", kernel_regularizer=l2))
+        layers.append(keras.layers.Dropout(0.4 if i == 0 else 0.3))
+    layers.append(keras.layers.Dense(1, activation="sigmoid"))
+    model = keras.Sequential(layers)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    return model
+
+
+def node(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from swarmlib import SwarmCallback
+
+    index = int(os.environ["SWARMLIB_NODE_INDEX"])
+    rng = np.random.default_rng(index)
+    x = rng.normal(size=(args.samples, GENES)).astype("float32")
+    y = (x[:, :50].sum(axis=1) > 0).astype("float32")
+    steps = -(-args.samples // args.batch)
+    plain = network()
+    t = time.perf_counter()
+    plain.fit(x, y, epochs=args.epochs, batch_size=args.batch, verbose=0)
+    plain_s = time.perf_counter() - t
+    swarm = network()
+    callback = SwarmCallback(sync_frequency=steps, min_peers=args.nodes, batch_size=args.batch,
+                             verbose=0)  # fmt: skip
+    t = time.perf_counter()
+    swarm.fit(x, y, epochs=args.epochs, batch_size=args.batch, verbose=0, callbacks=[callback])
+    swarm_s = time.perf_counter() - t
+    params = swarm.count_params()
+    out = Path(os.environ["SWARMLIB_WORKDIR"]) / f"overhead-{index}.json"
+    out.write_text(json.dumps({"plain_s": plain_s, "swarm_s": swarm_s, "params": params,
+                               "rounds": len(callback.history), "steps": steps}))  # fmt: skip
+    print(f"plain {plain_s:.1f}s, swarm {swarm_s:.1f}s, {params:,} parameters, "
+          f"{len(callback.history)} rounds", flush=True)  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--node", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.node:
+        node(args)
+        return 0
+    from swarmlib.launcher import run_script
+
+    workdir = Path(tempfile.mkdtemp(prefix="swarmlib-overhead-"))
+    code = run_script(args.nodes, __file__, ["--node", *sys.argv[1:]], workdir=workdir,
+                      quorum_wait=30)  # fmt: skip
+    if code:
+        return code
+    results = [json.loads(p.read_text()) for p in sorted(workdir.glob("overhead-*.json"))]
+    plain_s = max(r["plain_s"] for r in results)
+    swarm_s = max(r["swarm_s"] for r in results)
+    print(f"{results[0]['params']:,} parameters, {results[0]['rounds']} rounds per node, "
+          f"{args.epochs} epochs of {results[0]['steps']} batches")  # fmt: skip
+    print(f"overhead nodes={args.nodes} sync_frequency={results[0]['steps']} "
+          f"plain_s={plain_s:.2f} swarm_s={swarm_s:.2f} ratio={swarm_s / plain_s:.2f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
