@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - create .venv, install swarmlib, train a 3-node Keras swarm with the launcher
 #                 (local vs swarm accuracy), then the 3-node exchange demo
-#   make test   - create .venv, install swarmlib[dev] and the npm tools (solc-js, anvil) into
+#   make test   - create .venv, install swarmlib[dev,test-backends] and the npm tools (solc-js, anvil) into
 #                 .npm/, run ruff, mypy, mkdocs --strict, pytest
 PYTHON ?= python3
 VENV   := .venv
@@ -14,7 +14,7 @@ NPM_STAMP := .npm/.installed
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,test-backends]'
 	@touch $(STAMP)
 
 # Node tools the tests use (pinned in tools/package.json and its lock file), kept in .npm/

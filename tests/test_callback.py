@@ -71,6 +71,17 @@ def test_an_hpe_style_script_runs_unchanged(tmp_path: Path) -> None:
         2, str(ROOT / "tests" / "scripts" / "hpe_style.py"), workdir=tmp_path, timeout=300
     )
     assert code == 0
+    assert (tmp_path / "hpe-0.bin.backend").read_text() == "tensorflow"
+    assert (tmp_path / "hpe-0.bin").read_bytes() == (tmp_path / "hpe-1.bin").read_bytes()
+
+
+@pytest.mark.slow
+def test_the_callback_runs_on_the_pytorch_backend(tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="make test installs torch (the [test-backends] extra)")
+    code = run_script(2, str(ROOT / "tests" / "scripts" / "hpe_style.py"), workdir=tmp_path,
+                      timeout=300, extra_env={"KERAS_BACKEND": "torch"})  # fmt: skip
+    assert code == 0
+    assert (tmp_path / "hpe-0.bin.backend").read_text() == "torch"
     assert (tmp_path / "hpe-0.bin").read_bytes() == (tmp_path / "hpe-1.bin").read_bytes()
 
 

@@ -32,3 +32,5 @@ weights = b"".join(w.tobytes() for w in model.get_weights())
 out = os.path.join(os.environ["SWARMLIB_WORKDIR"], f"hpe-{index}.bin")
 with open(out, "wb") as f:
     f.write(weights)
+with open(out + ".backend", "w") as f:
+    f.write(keras.backend.backend())
