@@ -263,6 +263,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         record = {
             "round": self.node.round - 1,
             "participants": len(stats.participants) if stats else 0,
+            "missed": stats is None,
             "seconds": time.perf_counter() - started,
             "merge_s": stats.merge_s if stats else 0.0,
             "mb_sent": (stats.bytes_sent / 1e6) if stats else 0.0,

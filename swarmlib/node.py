@@ -278,6 +278,11 @@ class SwarmNode:
             min_peers: Fewest participants this node accepts, on top of the
                 session's ``min_peers``. Defaults to the session's.
 
+        Returns:
+            The merged arrays. A node that comes late (its round was agreed
+            without it) joins the round the swarm is in now instead, so that every
+            node keeps the same round numbers.
+
         Raises:
             QuorumTimeout: fewer than ``min_peers`` nodes could take part.
             ConfigurationError: ``join()`` was not called, or bad arguments.
@@ -299,17 +304,20 @@ class SwarmNode:
                     self.config.session, self.round, attempt, n_samples, self.last_hash
                 )
             except RoundClosed:
-                # the round was agreed without this node (it came late): take the next one,
-                # with the swarm's own strategy (a one-off strategy such as the initial
-                # "first" was meant for the round that is gone)
-                logger.warning(
-                    "Round %d closed before this node voted; joining round %d (this node's "
-                    "model is merged in as it is: fetching the swarm's model first is not "
-                    "implemented yet)",
-                    self.round,
-                    self.round + 1,
+                # the round was agreed without this node (it came late): move to the round
+                # the swarm is in now, so that this node's round numbers match everyone's
+                current, still_open = self._current_round()
+                target = (
+                    current if still_open and current > self.round else max(current, self.round) + 1
                 )
-                self.round, attempt, excluded, strategy = self.round + 1, 0, set(), None
+                logger.warning(
+                    "Round %d was agreed before this node voted; joining round %d (this "
+                    "node's weights are merged in as they are: fetching the swarm's model "
+                    "first is not implemented yet)",
+                    self.round,
+                    target,
+                )
+                self.round, attempt, excluded, strategy = target, 0, set(), None
                 continue
             t1 = time.perf_counter()
             state = self.ledger.wait_for_round(self.config.session, self.round, attempt)
@@ -355,6 +363,19 @@ class SwarmNode:
         self.last_timing = timing
         self.round += 1
         return unflatten(result.vector, layout)
+
+    def _current_round(self) -> tuple[int, bool]:
+        """The highest round anyone voted in this session, and whether it is still open."""
+        from swarmlib.ledger.client import session_id
+
+        events = self.ledger.contract.events.Voted().get_logs(
+            argument_filters={"session": session_id(self.config.session)}, from_block=0
+        )
+        if not events:
+            return 0, True
+        top = max(events, key=lambda e: (e["args"]["round"], e["args"]["attempt"]))["args"]
+        state = self.ledger.round(self.config.session, top["round"], top["attempt"])
+        return int(top["round"]), not state.closed
 
     def _peers(self, addresses: Sequence[str], excluded: set[str]) -> list[Peer]:
         peers = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from multiprocessing.connection import Connection
 
 import numpy as np
@@ -25,12 +26,14 @@ def run_node(env: dict[str, str], rounds: int, n_samples: int, conn: Connection)
     )
     os.environ.update(env)
     index = int(env["SWARMLIB_NODE_INDEX"])
+    time.sleep(float(env.get("TEST_START_DELAY", "0")))  # a node that starts late
     results = []
     try:
         with SwarmNode.from_env() as node:
-            for r in range(rounds):
+            for r in range(int(env.get("TEST_ROUNDS", rounds))):
                 merged = node.sync(node_weights(index, r), n_samples)
-                results.append((r, node.last_hash.hex(), [m.tolist() for m in merged]))
+                results.append((node.round - 1, node.last_hash.hex(), [m.tolist() for m in merged]))
+                time.sleep(float(env.get("TEST_PACE", "0")))  # "training" between syncs
         conn.send(("ok", results))
     except Exception as e:  # reported to the test
         conn.send(("error", f"{type(e).__name__}: {e}"))

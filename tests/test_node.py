@@ -34,12 +34,20 @@ def chain() -> Iterator[ChainServer]:
 
 
 def _swarm(
-    chain: ChainServer, tmp: Path, n: int, *, min_peers: int, round_timeout: int = 60
+    chain: ChainServer,
+    tmp: Path,
+    n: int,
+    *,
+    min_peers: int,
+    round_timeout: int = 60,
+    quorum_wait: int = 3,
 ) -> tuple[LedgerClient, list[dict[str, str]]]:
     w3 = connect(chain.url)
     accounts = dev_accounts()
     admin = LedgerClient.deploy(w3, accounts[0], rpc=chain.url)
-    admin.create_session("s", min_peers=min_peers, quorum_wait=3, round_timeout=round_timeout)
+    admin.create_session(
+        "s", min_peers=min_peers, quorum_wait=quorum_wait, round_timeout=round_timeout
+    )
     ca = DevCA.create(TD)
     envs = []
     for i in range(n):
@@ -109,6 +117,26 @@ def test_three_nodes_agree_every_round_and_the_audit_says_so(
     assert [(row.round, row.status) for row in rows] == [(0, "agree"), (1, "agree"), (2, "pending")]
     assert rows[0].merged_hash.hex() == out[0][1][0][1]  # type: ignore[union-attr, index]
     assert sorted(rows[0].samples) == samples
+
+
+def test_a_late_node_joins_the_current_round_and_keeps_in_step(
+    chain: ChainServer, tmp_path: Path
+) -> None:
+    _, envs = _swarm(chain, tmp_path, 3, min_peers=2, quorum_wait=3)
+    for env in envs:
+        env["TEST_PACE"] = "0.2"
+    envs[2]["TEST_START_DELAY"] = "4"  # the first rounds close without node 2
+    envs[2]["TEST_ROUNDS"] = "2"  # and it stops before the others (a late node finishing late
+    # would wait alone for its last round: see the note on late joiners in docs/callback.md)
+    out = _run(envs, 10, [100, 100, 100])
+    assert all(status == "ok" for status, _ in out), out
+    by_round = [{r: h for r, h, _ in res} for _, res in out]  # type: ignore[union-attr]
+    late = by_round[2]
+    assert min(late) > 0, "the late node should have joined after round 0"
+    shared = [r for r in late if r in by_round[0] and r in by_round[1]]
+    assert shared, "the late node never merged with the others"
+    for r in shared:  # same round numbers, same merged model
+        assert late[r] == by_round[0][r] == by_round[1][r], f"round {r} differs"
 
 
 def test_a_node_that_is_not_a_member_is_told_what_to_do(chain: ChainServer, tmp_path: Path) -> None:
