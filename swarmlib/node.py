@@ -36,6 +36,7 @@ from swarmlib.errors import (
     ConfigurationError,
     IdentityError,
     NotAMember,
+    PeerRejected,
     QuorumTimeout,
     RoundClosed,
     RoundFailed,
@@ -81,6 +82,9 @@ ENV = {
 }
 
 _REQUIRED = ("contract", "session", "key_file")
+
+#: Attempts of one round before sync() gives up with the last attempt's error.
+MAX_ATTEMPTS = 5
 
 
 @dataclass
@@ -346,16 +350,20 @@ class SwarmNode:
                 break
             except RoundFailed as e:
                 timing["exchange_s"] += time.perf_counter() - t2
-                if self.identity.spiffe_id in e.culprits:
+                if self.identity.spiffe_id in e.culprits or attempt + 1 >= MAX_ATTEMPTS:
                     raise
-                excluded.update(e.culprits)
+                if isinstance(e, PeerRejected):
+                    # refused for what it sent: leave it out even if it votes again
+                    excluded.update(e.culprits)
+                # a peer that timed out is left out by not voting again; one that does
+                # vote again is alive (it was slow, or missed a message) and takes part
                 logger.warning(
-                    "Round %d attempt %d failed (%s); voting attempt %d without %s",
+                    "Round %d attempt %d failed (%s); voting attempt %d%s",
                     self.round,
                     attempt,
                     e,
                     attempt + 1,
-                    ", ".join(e.culprits),
+                    f" without {', '.join(e.culprits)}" if isinstance(e, PeerRejected) else "",
                 )
                 attempt += 1
         self.last_hash = bytes.fromhex(result.sha256)

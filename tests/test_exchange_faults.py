@@ -43,9 +43,11 @@ def _run(
     **kw: Any,
 ) -> list[RoundResult | BaseException]:
     peers = kw.pop("peers", None) or _peers(exchanges)
+    delays = kw.pop("delays", None) or [0.0] * len(exchanges)
     out: list[RoundResult | BaseException] = [RuntimeError("did not run")] * len(exchanges)
 
     def work(i: int) -> None:
+        time.sleep(delays[i])
         try:
             out[i] = exchanges[i].run_round(peers, vectors[i], round_id=round_id, **kw)
         except BaseException as e:  # reported to the test
@@ -78,6 +80,19 @@ def test_round_returns_identical_mean_and_its_hash(nodes: list[ShardedExchange])
     np.testing.assert_array_equal(res[0].vector, Mean()(vecs))
     assert len({r.sha256 for r in res}) == 1
     assert all(r.vector.tobytes() == res[0].vector.tobytes() for r in res)
+
+
+@pytest.mark.parametrize("strategy", ["first", "mean"])
+def test_a_participant_that_starts_its_round_late_is_waited_for(
+    nodes: list[ShardedExchange], strategy: str
+) -> None:
+    # n2 refuses the others' CURVE handshakes until it starts the round; with "first"
+    # the others hold every value before n2 even starts, and must still let it in.
+    vecs = _vectors(3)
+    for round_id in range(2):
+        res = _results(_run(nodes, vecs, round_id, strategy=strategy, delays=[0, 0, 1.5]))
+        assert len({r.sha256 for r in res}) == 1
+        assert [len(r.stats.participants) for r in res] == [3, 3, 3]
 
 
 def test_junk_on_the_data_port_is_dropped_and_the_round_completes(

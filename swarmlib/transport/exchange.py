@@ -591,8 +591,11 @@ class ShardedExchange:
             for j, peer in enumerate(st.peers):
                 if (peer.endpoint, peer.public_key) == key:
                     sock = self._ctl_socket(peer)
-                    for frames in st.sent_ctl.get(j, []):
-                        sock.send_multipart(frames, flags=zmq.NOBLOCK)
+                    try:
+                        for frames in st.sent_ctl.get(j, []):
+                            sock.send_multipart(frames, flags=zmq.NOBLOCK)
+                    except zmq.Again:
+                        self._retry_at[key] = now + _RETRY_S
 
     def _data_socket(self, endpoint: str) -> zmq.Socket[bytes]:
         sock = self._data_out.get(endpoint)
@@ -619,7 +622,14 @@ class ShardedExchange:
 
     def _send_ctl(self, st: _Round, j: int, frames: list[bytes]) -> None:
         st.sent_ctl.setdefault(j, []).append(frames)
-        self._send(st, self._ctl_socket(st.peers[j]), j, frames)
+        peer = st.peers[j]
+        try:
+            self._ctl_socket(peer).send_multipart(frames, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            # no connection to queue on: the peer refused the handshake (its monitor
+            # event may not be read yet). Reconnect now and send this round's messages
+            # again; a peer that never answers fails the round by the timeout.
+            self._retry_at[(peer.endpoint, peer.public_key)] = time.monotonic()
 
     def _send_keys(self, st: _Round) -> None:
         creds = self.credentials() if self.credentials is not None else None
