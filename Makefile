@@ -46,7 +46,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy swarmlib
 
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 pytest: $(STAMP) $(NPM_STAMP)
 	$(VENV)/bin/pytest

@@ -5,9 +5,13 @@ pragma solidity 0.8.30;
 /// @notice No model data is stored here: only members, votes, sample counts and model hashes.
 ///         Admins add members (an Ethereum address bound to a SPIFFE ID); members register their
 ///         transport endpoint, CURVE public key and SVID certificate hash, then vote `ready` once
-///         per round. A round closes when `minPeers` have voted and either every active registered
-///         member has voted or the quorum wait has passed; its participant list is frozen in vote
-///         order. A failed attempt is retried as `attempt + 1`.
+///         per round. A round closes when `minPeers` have voted and either every member the
+///         session expects has voted or the quorum wait has passed; its participant list is frozen
+///         in vote order. A failed attempt is retried as `attempt + 1`.
+///         Until a session's first round closes it expects every active registered member. After
+///         that it expects the members present: those who took part in the last closed attempt,
+///         plus any member who has voted since. A member that misses a closed attempt (it died, or
+///         came too late) is not waited for again until it votes; `leave` says so at once.
 contract SwarmLedger {
     struct Member {
         string spiffeId;
@@ -32,6 +36,12 @@ contract SwarmLedger {
         bytes32 previousMergedHash;
     }
 
+    struct Presence {
+        bool started;
+        address[] members;
+        mapping(address => bool) isPresent;
+    }
+
     struct Round {
         uint64 openedAt;
         bool closed;
@@ -48,6 +58,7 @@ contract SwarmLedger {
     mapping(bytes32 => Session) private sessions;
     bytes32[] private sessionList;
     mapping(bytes32 => mapping(uint64 => mapping(uint32 => Round))) private rounds;
+    mapping(bytes32 => Presence) private presence;
 
     event AdminAdded(address indexed admin, address indexed by);
     event AdminRemoved(address indexed admin, address indexed by);
@@ -68,6 +79,7 @@ contract SwarmLedger {
         bytes32 previousMergedHash,
         uint256 position
     );
+    event Left(bytes32 indexed session, address indexed member);
     event RoundAgreed(
         bytes32 indexed session, uint64 indexed round, uint32 attempt, address[] participants
     );
@@ -209,10 +221,32 @@ contract SwarmLedger {
         if (r.participants.length == 0) r.openedAt = uint64(block.timestamp);
         r.votes[msg.sender] = Vote(true, nSamples, previousMergedHash);
         r.participants.push(msg.sender);
+        Presence storage p = presence[session];
+        if (!p.isPresent[msg.sender]) {
+            p.isPresent[msg.sender] = true;
+            p.members.push(msg.sender);
+        }
         emit Voted(
             session, round, attempt, msg.sender, nSamples, previousMergedHash, r.participants.length
         );
-        if (_closable(s, r)) _close(session, round, attempt, r);
+        if (_closable(s, p, r)) _close(session, round, attempt, r, p);
+    }
+
+    /// @notice This member stops training in `session`: rounds no longer wait for it (until it
+    ///         votes again). Nodes call it when they finish; leaving twice does nothing.
+    function leave(bytes32 session) external {
+        if (!sessions[session].exists) revert UnknownSession(session);
+        Presence storage p = presence[session];
+        if (!p.isPresent[msg.sender]) return;
+        p.isPresent[msg.sender] = false;
+        for (uint256 i = 0; i < p.members.length; i++) {
+            if (p.members[i] == msg.sender) {
+                p.members[i] = p.members[p.members.length - 1];
+                p.members.pop();
+                break;
+            }
+        }
+        emit Left(session, msg.sender);
     }
 
     /// @notice Close a round once `minPeers` voted and the quorum wait has passed.
@@ -225,8 +259,9 @@ contract SwarmLedger {
         if (r.participants.length < s.minPeers) {
             revert QuorumNotReached(r.participants.length, s.minPeers);
         }
-        if (!_closable(s, r)) revert QuorumWaitNotOver(r.openedAt + s.quorumWait);
-        _close(session, round, attempt, r);
+        Presence storage p = presence[session];
+        if (!_closable(s, p, r)) revert QuorumWaitNotOver(r.openedAt + s.quorumWait);
+        _close(session, round, attempt, r, p);
     }
 
     // ------------------------------------------------------------------- views
@@ -279,6 +314,16 @@ contract SwarmLedger {
         return (r.openedAt, r.closed, r.participants);
     }
 
+    /// @notice Whether a round of `session` has closed, and the members its next round waits for.
+    function getPresence(bytes32 session)
+        external
+        view
+        returns (bool started, address[] memory members_)
+    {
+        Presence storage p = presence[session];
+        return (p.started, p.members);
+    }
+
     function getVote(bytes32 session, uint64 round, uint32 attempt, address member)
         external
         view
@@ -290,14 +335,35 @@ contract SwarmLedger {
 
     // --------------------------------------------------------------- internals
 
-    function _closable(Session storage s, Round storage r) private view returns (bool) {
+    function _closable(Session storage s, Presence storage p, Round storage r)
+        private
+        view
+        returns (bool)
+    {
         uint256 votes = r.participants.length;
         if (votes < s.minPeers) return false;
-        return votes >= activeRegisteredCount || block.timestamp >= r.openedAt + s.quorumWait;
+        uint256 expected = p.started ? p.members.length : activeRegisteredCount;
+        return votes >= expected || block.timestamp >= r.openedAt + s.quorumWait;
     }
 
-    function _close(bytes32 session, uint64 round, uint32 attempt, Round storage r) private {
+    function _close(
+        bytes32 session,
+        uint64 round,
+        uint32 attempt,
+        Round storage r,
+        Presence storage p
+    ) private {
         r.closed = true;
+        p.started = true;
+        // whoever the session expected but did not vote is not waited for again until it votes
+        for (uint256 i = p.members.length; i > 0; i--) {
+            address m = p.members[i - 1];
+            if (!r.votes[m].voted) {
+                p.isPresent[m] = false;
+                p.members[i - 1] = p.members[p.members.length - 1];
+                p.members.pop();
+            }
+        }
         emit RoundAgreed(session, round, attempt, r.participants);
     }
 

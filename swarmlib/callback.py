@@ -18,7 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from swarmlib.errors import ConfigurationError
+from swarmlib.errors import ConfigurationError, SwarmEnded
 from swarmlib.merge import STRATEGIES
 from swarmlib.node import SwarmNode
 
@@ -201,6 +201,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._interval = self.sync_frequency
         self._last_loss: float | None = None
         self.history: list[dict[str, Any]] = []
+        self._alone = False  # set when the other nodes have left (SwarmEnded)
         if self.node is None:
             overrides = {"session": self.training_contract} if self.training_contract else {}
             self.node = SwarmNode.from_env(**overrides)
@@ -216,6 +217,8 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.checkin != "inactive":
             self._sync(final=True)
+        assert self.node is not None
+        self.node.finish()  # rounds of nodes still training stop waiting for this one
 
     # ------------------------------------------------------------------- sync
 
@@ -232,6 +235,20 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         return int(steps) * self.batch_size
 
     def _sync(self, *, initial: bool = False, final: bool = False) -> None:
+        assert self.node is not None
+        if self._alone:
+            return
+        try:
+            self._merge(initial=initial, final=final)
+        except SwarmEnded as e:
+            self._alone = True
+            self._since_sync = 0
+            message = f"{e} Training goes on with this node's data only until fit() returns."
+            self.log.warning(message)
+            if self.verbose:
+                print(f"swarm: {message}", flush=True)
+
+    def _merge(self, *, initial: bool, final: bool) -> None:
         assert self.node is not None
         started = time.perf_counter()
         weights = self.model.get_weights()

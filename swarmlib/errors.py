@@ -26,6 +26,7 @@ inherit the builtin they resemble, so ``except TimeoutError`` still works for a
         ├── InsufficientFunds                the node's account cannot pay for gas
         ├── TransactionFailed                mined with status 0, or not mined in time
         ├── QuorumTimeout (TimeoutError)     a round did not reach min_peers in time
+        │   └── SwarmEnded                   too few members are left in the session
         └── ContractRevert                   the contract refused the call (``err.error``)
             ├── NotAdmin                     only an admin may do that
             ├── NotAMember                   not a member, or removed
@@ -85,6 +86,7 @@ __all__ = [
     "RoundNotOpen",
     "SessionExists",
     "ShapeMismatch",
+    "SwarmEnded",
     "SwarmError",
     "SwarmWarning",
     "TransactionFailed",
@@ -218,6 +220,14 @@ class TransactionFailed(LedgerError):
 
 class QuorumTimeout(LedgerError, TimeoutError):
     """A round did not reach ``min_peers`` votes within the round timeout."""
+
+
+class SwarmEnded(QuorumTimeout):
+    """Fewer than ``min_peers`` members are left in the session: the others left it.
+
+    Raised while waiting for a round, at once instead of after the round
+    timeout. The callback catches it and trains on without the swarm.
+    """
 
 
 class ContractRevert(LedgerError):

@@ -40,6 +40,7 @@ from swarmlib.errors import (
     QuorumTimeout,
     RoundClosed,
     RoundFailed,
+    SwarmError,
 )
 from swarmlib.identity import (
     Binding,
@@ -398,8 +399,28 @@ class SwarmNode:
 
     # ----------------------------------------------------------------- leave
 
+    def finish(self) -> None:
+        """Tell the swarm this node has stopped training: rounds no longer wait for it.
+
+        Nodes that train on (they started later, or have more data) then know at
+        once when too few members are left for their ``min_peers``
+        (:class:`~swarmlib.errors.SwarmEnded`) instead of waiting out the round
+        timeout. The next ``sync`` brings this node back. A chain that cannot be
+        reached here is logged, not raised: training is over either way.
+        """
+        if not self._joined:
+            return
+        try:
+            self.ledger.leave(self.config.session)
+        except SwarmError as e:
+            logger.warning("Could not tell the chain that this node finished: %s", e)
+
     def leave(self) -> None:
-        """Close the exchange and the identity source. The chain membership stays."""
+        """:meth:`finish`, then close the exchange and the identity source.
+
+        The chain membership stays: the node may join again later.
+        """
+        self.finish()
         if getattr(self, "exchange", None) is not None:
             self.exchange.close()
         if getattr(self, "identity", None) is not None and self._identity is None:

@@ -27,11 +27,17 @@ def run_node(env: dict[str, str], rounds: int, n_samples: int, conn: Connection)
     os.environ.update(env)
     index = int(env["SWARMLIB_NODE_INDEX"])
     time.sleep(float(env.get("TEST_START_DELAY", "0")))  # a node that starts late
+    from swarmlib.errors import SwarmEnded
+
     results = []
     try:
         with SwarmNode.from_env() as node:
             for r in range(int(env.get("TEST_ROUNDS", rounds))):
-                merged = node.sync(node_weights(index, r), n_samples)
+                try:
+                    merged = node.sync(node_weights(index, r), n_samples)
+                except SwarmEnded:  # the others finished and left the session
+                    conn.send(("ended", results))
+                    return
                 results.append((node.round - 1, node.last_hash.hex(), [m.tolist() for m in merged]))
                 time.sleep(float(env.get("TEST_PACE", "0")))  # "training" between syncs
         conn.send(("ok", results))

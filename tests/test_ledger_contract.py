@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +12,7 @@ from web3 import Web3
 from swarmlib import errors
 from swarmlib.ledger import LedgerClient, connect, dev_accounts
 from swarmlib.ledger.audit import audit, format_audit
+from swarmlib.ledger.client import PresenceInfo
 
 H = [bytes([i]) * 32 for i in range(8)]  # stand-ins for merged-model hashes
 
@@ -159,6 +161,54 @@ def test_a_failed_attempt_is_retried_as_the_next_attempt(swarm: Swarm) -> None:
     swarm.travel(601)
     state = swarm.nodes[0].wait_for_round("s", 0, 1, timeout=10)
     assert state.participants == (swarm.addr(0), swarm.addr(1))
+
+
+def test_a_member_that_missed_a_round_is_not_waited_for_until_it_votes(swarm: Swarm) -> None:
+    swarm.admin.create_session("s", min_peers=2, quorum_wait=600)
+    assert swarm.admin.presence("s") == PresenceInfo(False, ())
+    for node in swarm.nodes[:2]:
+        node.ready("s", 0, 0, 10)
+    assert not swarm.admin.round("s", 0).closed  # round 0 waits for every registered member
+    swarm.travel(601)
+    swarm.nodes[0].wait_for_round("s", 0, timeout=10)  # node 2 died: closed without it
+    assert swarm.admin.presence("s") == PresenceInfo(True, (swarm.addr(0), swarm.addr(1)))
+    for node in swarm.nodes[:2]:
+        node.ready("s", 1, 0, 10)
+    assert swarm.admin.round("s", 1).closed  # no second quorum wait for the dead node
+    swarm.nodes[2].ready("s", 2, 0, 10)  # it comes back: the next round waits for it again
+    swarm.nodes[0].ready("s", 2, 0, 10)
+    swarm.nodes[1].ready("s", 2, 0, 10)
+    assert swarm.admin.round("s", 2).participants == tuple(swarm.addr(i) for i in (2, 0, 1))
+    assert len(swarm.admin.presence("s").members) == 3
+
+
+def test_a_member_that_leaves_ends_the_wait_for_it_and_a_lone_node_learns_at_once(
+    swarm: Swarm,
+) -> None:
+    swarm.admin.create_session("s", min_peers=2, quorum_wait=600, round_timeout=600)
+    for node in swarm.nodes[:3]:
+        node.ready("s", 0, 0, 10)
+    for node in swarm.nodes[:2]:
+        node.ready("s", 1, 0, 10)
+    swarm.nodes[2].leave("s")  # it finished training
+    swarm.nodes[2].leave("s")  # leaving twice does nothing
+    state = swarm.nodes[0].wait_for_round("s", 1, timeout=10)  # closes without a quorum wait
+    assert state.participants == (swarm.addr(0), swarm.addr(1))
+    # a session with a short quorum wait (a late starter's window), then a lone node
+    swarm.admin.create_session("t", min_peers=2, quorum_wait=1, round_timeout=600)
+    for node in swarm.nodes[:2]:
+        node.ready("t", 0, 0, 10)
+    swarm.nodes[0].wait_for_round("t", 0, timeout=30)
+    swarm.nodes[1].leave("t")
+    swarm.nodes[0].ready("t", 1, 0, 10)
+    started = time.monotonic()
+    with pytest.raises(errors.SwarmEnded, match=r"only 1 member\(s\) are still training"):
+        swarm.nodes[0].wait_for_round("t", 1)  # after the quorum wait, not the round timeout
+    assert time.monotonic() - started < 60
+    assert [e["args"]["member"] for e in swarm.admin.contract.events.Left().get_logs(
+        from_block=0)] == [swarm.addr(2), swarm.addr(1)]  # fmt: skip
+    with pytest.raises(errors.UnknownSession):
+        swarm.nodes[0].leave("nope")
 
 
 def test_waiting_for_an_unreachable_quorum_fails_in_bounded_time(swarm: Swarm) -> None:

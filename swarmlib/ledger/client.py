@@ -32,6 +32,7 @@ from swarmlib.errors import (
     InsufficientFunds,
     NoContract,
     QuorumTimeout,
+    SwarmEnded,
     TransactionFailed,
 )
 from swarmlib.ledger.artifact import load_artifact
@@ -40,6 +41,7 @@ from swarmlib.ledger.chain import with_retries
 __all__ = [
     "LedgerClient",
     "MemberInfo",
+    "PresenceInfo",
     "RoundInfo",
     "SessionInfo",
     "VoteInfo",
@@ -86,6 +88,14 @@ class RoundInfo:
     opened_at: int
     closed: bool
     participants: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PresenceInfo:
+    """Whether a round of a session has closed, and the members its next round waits for."""
+
+    started: bool
+    members: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -252,6 +262,11 @@ class LedgerClient:
         )
         return RoundInfo(round_id, attempt, opened, closed, tuple(participants))
 
+    def presence(self, session: str) -> PresenceInfo:
+        """Whom the next round of ``session`` waits for (see the contract's closing rule)."""
+        started, members = self._call(self.contract.functions.getPresence(session_id(session)))
+        return PresenceInfo(bool(started), tuple(members))
+
     def vote(self, session: str, round_id: int, attempt: int, member: str) -> VoteInfo:
         """One member's vote in one round attempt."""
         voted, n, prev = self._call(
@@ -344,6 +359,13 @@ class LedgerClient:
             f"closeRound(round {round_id}, attempt {attempt})",
         )
 
+    def leave(self, session: str) -> TxReceipt:
+        """Stop training in ``session``: its rounds no longer wait for this member.
+
+        Voting again (the next ``fit``) brings it back. Leaving twice does nothing.
+        """
+        return self._send(self.contract.functions.leave(session_id(session)), "leave")
+
     def wait_for_round(
         self,
         session: str,
@@ -366,11 +388,15 @@ class LedgerClient:
 
         Raises:
             QuorumTimeout: not closed in time; says how many members voted.
+            SwarmEnded: fewer than ``min_peers`` members are left in the session
+                (the others left it), so the round cannot close: raised once the
+                quorum wait has passed, not after the round timeout.
             ChainUnreachable: the chain stopped answering.
         """
         info = self.session(session)
         limit = float(info.round_timeout if timeout is None else timeout)
         deadline = time.monotonic() + limit
+        straggler_deadline = time.monotonic() + info.quorum_wait
         delay = poll
         while True:
             state = self.round(session, round_id, attempt)
@@ -387,6 +413,17 @@ class LedgerClient:
                     continue  # another participant closed it first (maybe in the same block)
                 except errors.QuorumWaitNotOver:
                     pass
+            elif votes < info.min_peers and time.monotonic() >= straggler_deadline:
+                # a late starter may still come within the quorum wait; after it, too few
+                # members left in the session means this round can never close
+                present = self.presence(session)
+                if present.started and len(present.members) < info.min_peers:
+                    raise SwarmEnded(
+                        f"Round {round_id} of session {session!r} cannot reach min_peers="
+                        f"{info.min_peers}: only {len(present.members)} member(s) are still "
+                        "training, the others left the session. Start more nodes or lower "
+                        "min_peers to go on together."
+                    )
             if time.monotonic() >= deadline:
                 raise QuorumTimeout(
                     f"Round {round_id} attempt {attempt} of session {session!r} did not close "
