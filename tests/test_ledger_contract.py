@@ -8,11 +8,12 @@ from collections.abc import Iterator
 import pytest
 from eth_account import Account
 from web3 import Web3
+from web3.exceptions import ContractCustomError
 
 from swarmlib import errors
 from swarmlib.ledger import LedgerClient, connect, dev_accounts
 from swarmlib.ledger.audit import audit, format_audit
-from swarmlib.ledger.client import PresenceInfo
+from swarmlib.ledger.client import PresenceInfo, session_id
 
 H = [bytes([i]) * 32 for i in range(8)]  # stand-ins for merged-model hashes
 
@@ -209,6 +210,19 @@ def test_a_member_that_leaves_ends_the_wait_for_it_and_a_lone_node_learns_at_onc
         from_block=0)] == [swarm.addr(2), swarm.addr(1)]  # fmt: skip
     with pytest.raises(errors.UnknownSession):
         swarm.nodes[0].leave("nope")
+
+
+def test_a_refused_call_carries_the_contract_error_like_a_refused_estimate(swarm: Swarm) -> None:
+    # the client re-simulates a transaction that failed on chain to name the refusal
+    swarm.admin.create_session("s", min_peers=1, quorum_wait=0)
+    swarm.nodes[0].ready("s", 0, 0, 10)
+    swarm.nodes[0].wait_for_round("s", 0, timeout=10)
+    fn = swarm.nodes[0].contract.functions.closeRound(session_id("s"), 0, 0)
+    selector = Web3.keccak(text="RoundClosed(bytes32,uint64,uint32)")[:4].hex()
+    for simulate in (fn.call, fn.estimate_gas):
+        with pytest.raises(ContractCustomError) as caught:
+            simulate({"from": swarm.addr(0)})
+        assert str(caught.value.data).removeprefix("0x").startswith(selector.removeprefix("0x"))
 
 
 def test_waiting_for_an_unreachable_quorum_fails_in_bounded_time(swarm: Swarm) -> None:

@@ -9,6 +9,7 @@ Any other value is a JSON-RPC URL: anvil, geth (Clique), Besu (QBFT), …
 
 from __future__ import annotations
 
+import ast
 import logging
 import time
 from collections.abc import Callable
@@ -90,6 +91,8 @@ class EmbeddedProvider(EthereumTesterProvider):
             raw = e.args[0] if e.args else b""
             if isinstance(raw, Exception):
                 raw = raw.args[0] if raw.args else b""
+            if isinstance(raw, str) and raw[:2] in ("b'", 'b"'):  # eth_call: the bytes' repr
+                raw = ast.literal_eval(raw)
             data = raw.hex() if isinstance(raw, bytes) else ""
             return {
                 "jsonrpc": "2.0",

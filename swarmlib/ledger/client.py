@@ -486,7 +486,10 @@ class LedgerClient:
         tx: dict[str, Any] = {
             "from": sender,
             "nonce": nonce,
-            "gas": gas * 12 // 10 + 10_000,
+            # the estimate is for the chain as it is now; by the time the transaction is
+            # mined another vote may have made this one the first or the closing vote of a
+            # round, which costs more. Unused gas is not charged.
+            "gas": gas * 2 + 100_000,
             "chainId": self._chain_id(),
         }
         if base is not None:
@@ -521,6 +524,10 @@ class LedgerClient:
                 f"{self.rpc}. Is the chain producing blocks?"
             ) from e
         if receipt["status"] != 1:
+            try:  # the chain changed under the transaction: name the refusal if there is one
+                fn.call({"from": sender})
+            except (ContractCustomError, ContractLogicError) as e:
+                raise self._revert(e, what) from e
             raise TransactionFailed(
                 f"{what} (tx {tx_hash.hex()}) was mined but failed (status 0, gas used "
                 f"{receipt['gasUsed']}). The chain state changed between the check and the "
