@@ -8,7 +8,7 @@ pragma solidity 0.8.30;
 ///         per round. A round closes when `minPeers` have voted and either every member the
 ///         session expects has voted or the quorum wait has passed; its participant list is frozen
 ///         in vote order. A failed attempt is retried as `attempt + 1`.
-///         Until a session's first round closes it expects every active registered member. After
+///         Until a session's first round closes it expects every active member. After
 ///         that it expects the members present: those who took part in the last closed attempt,
 ///         plus any member who has voted since. A member that misses a closed attempt (it died, or
 ///         came too late) is not waited for again until it votes; `leave` says so at once.
@@ -54,7 +54,7 @@ contract SwarmLedger {
     mapping(address => Member) private members;
     address[] private memberList;
     mapping(address => bool) private listed;
-    uint256 public activeRegisteredCount;
+    uint256 public activeMemberCount;
     mapping(bytes32 => Session) private sessions;
     bytes32[] private sessionList;
     mapping(bytes32 => mapping(uint64 => mapping(uint32 => Round))) private rounds;
@@ -144,6 +144,7 @@ contract SwarmLedger {
             revert InvalidSpiffeId(spiffeId);
         }
         members[account] = Member(spiffeId, true, false, "", bytes32(0), bytes32(0));
+        activeMemberCount += 1;
         if (!listed[account]) {
             listed[account] = true;
             memberList.push(account);
@@ -155,7 +156,7 @@ contract SwarmLedger {
     function removeMember(address account) external onlyAdmin {
         Member storage m = members[account];
         if (!m.active) revert NotAMember(account);
-        if (m.registered) activeRegisteredCount -= 1;
+        activeMemberCount -= 1;
         m.active = false;
         m.registered = false;
         emit MemberRemoved(account, msg.sender);
@@ -170,10 +171,7 @@ contract SwarmLedger {
             revert InvalidRegistration();
         }
         Member storage m = members[msg.sender];
-        if (!m.registered) {
-            m.registered = true;
-            activeRegisteredCount += 1;
-        }
+        m.registered = true;
         m.endpoint = endpoint;
         m.curveKey = curveKey;
         m.svidHash = svidHash;
@@ -342,7 +340,7 @@ contract SwarmLedger {
     {
         uint256 votes = r.participants.length;
         if (votes < s.minPeers) return false;
-        uint256 expected = p.started ? p.members.length : activeRegisteredCount;
+        uint256 expected = p.started ? p.members.length : activeMemberCount;
         return votes >= expected || block.timestamp >= r.openedAt + s.quorumWait;
     }
 

@@ -19,18 +19,20 @@ H = [bytes([i]) * 32 for i in range(8)]  # stand-ins for merged-model hashes
 
 
 class Swarm:
-    """A deployed ledger with an admin and four members, three of them registered."""
+    """A deployed ledger with an admin and three registered members; ``nodes[3]`` is not one."""
 
     def __init__(self) -> None:
         self.w3: Web3 = connect("embedded")
         accounts = dev_accounts()
         self.admin = LedgerClient.deploy(self.w3, accounts[0])
         self.nodes = [LedgerClient(self.w3, self.admin.address, a) for a in accounts[1:5]]
-        for i, node in enumerate(self.nodes):
-            self.admin.add_member(node.account.address, f"spiffe://swarm.test/node-{i}")  # type: ignore[union-attr]
-        for node in self.nodes[:3]:
+        for i, node in enumerate(self.nodes[:3]):
+            self.add(i)
             node.register(f"tcp://127.0.0.1:{7000}", b"\x01" * 32, b"\x02" * 32)
         self.outsider = LedgerClient(self.w3, self.admin.address, accounts[6])
+
+    def add(self, i: int) -> None:
+        self.admin.add_member(self.addr(i), f"spiffe://swarm.test/node-{i}")
 
     def addr(self, i: int) -> str:
         return self.nodes[i].account.address  # type: ignore[union-attr]
@@ -71,8 +73,9 @@ def test_members_are_bound_to_spiffe_ids_and_register_their_transport(swarm: Swa
         b"\x01" * 32,
         b"\x02" * 32,
     )
+    swarm.add(3)
     assert not swarm.admin.member(swarm.addr(3)).registered
-    assert swarm.admin.active_registered_count() == 3
+    assert swarm.admin.active_member_count() == 4
     assert [x.address for x in swarm.admin.members()] == [swarm.addr(i) for i in range(4)]
 
 
@@ -98,10 +101,11 @@ def test_non_members_and_removed_members_are_refused(swarm: Swarm) -> None:
         swarm.outsider.ready("s", 0, 0, 10)
     with pytest.raises(errors.NotAMember):
         swarm.outsider.register("tcp://x:1", b"\x01" * 32)
+    swarm.add(3)
     with pytest.raises(errors.NotRegistered):
         swarm.nodes[3].ready("s", 0, 0, 10)
     swarm.admin.remove_member(swarm.addr(2))
-    assert swarm.admin.active_registered_count() == 2
+    assert swarm.admin.active_member_count() == 3
     assert not swarm.admin.member(swarm.addr(2)).active
     with pytest.raises(errors.NotAMember):
         swarm.nodes[2].ready("s", 0, 0, 10)
@@ -109,7 +113,7 @@ def test_non_members_and_removed_members_are_refused(swarm: Swarm) -> None:
         swarm.nodes[2].register("tcp://x:1", b"\x01" * 32)
 
 
-def test_round_closes_when_every_registered_member_voted_in_vote_order(swarm: Swarm) -> None:
+def test_round_closes_when_every_member_voted_in_vote_order(swarm: Swarm) -> None:
     swarm.admin.create_session("s", min_peers=2, quorum_wait=600)
     swarm.nodes[2].ready("s", 0, 0, 30)
     swarm.nodes[0].ready("s", 0, 0, 10)
@@ -120,6 +124,7 @@ def test_round_closes_when_every_registered_member_voted_in_vote_order(swarm: Sw
     state = swarm.admin.round("s", 0)
     assert state.closed
     assert state.participants == (swarm.addr(2), swarm.addr(0), swarm.addr(1))
+    swarm.add(3)
     swarm.nodes[3].register("tcp://late:1", b"\x03" * 32)
     with pytest.raises(errors.RoundClosed):  # a late member waits for the next round
         swarm.nodes[3].ready("s", 0, 0, 5)
@@ -164,12 +169,23 @@ def test_a_failed_attempt_is_retried_as_the_next_attempt(swarm: Swarm) -> None:
     assert state.participants == (swarm.addr(0), swarm.addr(1))
 
 
+def test_round_0_waits_for_a_member_that_has_not_started_yet(swarm: Swarm) -> None:
+    swarm.add(3)  # added by the admin, but its node has not registered (started) yet
+    swarm.admin.create_session("s", min_peers=2, quorum_wait=600)
+    for node in swarm.nodes[:3]:
+        node.ready("s", 0, 0, 10)
+    assert not swarm.admin.round("s", 0).closed
+    swarm.nodes[3].register("tcp://slow:1", b"\x03" * 32)
+    swarm.nodes[3].ready("s", 0, 0, 10)
+    assert swarm.admin.round("s", 0).participants == tuple(swarm.addr(i) for i in range(4))
+
+
 def test_a_member_that_missed_a_round_is_not_waited_for_until_it_votes(swarm: Swarm) -> None:
     swarm.admin.create_session("s", min_peers=2, quorum_wait=600)
     assert swarm.admin.presence("s") == PresenceInfo(False, ())
     for node in swarm.nodes[:2]:
         node.ready("s", 0, 0, 10)
-    assert not swarm.admin.round("s", 0).closed  # round 0 waits for every registered member
+    assert not swarm.admin.round("s", 0).closed  # round 0 waits for every member
     swarm.travel(601)
     swarm.nodes[0].wait_for_round("s", 0, timeout=10)  # node 2 died: closed without it
     assert swarm.admin.presence("s") == PresenceInfo(True, (swarm.addr(0), swarm.addr(1)))

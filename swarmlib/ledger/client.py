@@ -227,9 +227,9 @@ class LedgerClient:
         """Every address ever added, active or not, in the order they were added."""
         return [self.member(a) for a in self._call(self.contract.functions.memberAddresses())]
 
-    def active_registered_count(self) -> int:
-        """How many active members have registered."""
-        return int(self._call(self.contract.functions.activeRegisteredCount()))
+    def active_member_count(self) -> int:
+        """How many members are active (added and not removed)."""
+        return int(self._call(self.contract.functions.activeMemberCount()))
 
     def session(self, name: str) -> SessionInfo:
         """The session called ``name``.
@@ -428,8 +428,8 @@ class LedgerClient:
                 raise QuorumTimeout(
                     f"Round {round_id} attempt {attempt} of session {session!r} did not close "
                     f"within {limit:g}s: {votes} member(s) voted, min_peers is "
-                    f"{info.min_peers}, {self.active_registered_count()} member(s) are "
-                    "registered. Start more nodes or lower min_peers."
+                    f"{info.min_peers}, {self.active_member_count()} member(s) are "
+                    "active. Start more nodes or lower min_peers."
                 )
             time.sleep(delay)
             delay = min(max_poll, delay * 1.5)
