@@ -23,6 +23,7 @@ from swarmlib.errors import (
     LedgerError,
     MergeError,
     NoContract,
+    NodeProcessFailed,
     NonFiniteUpdate,
     NotAdmin,
     NotAMember,
@@ -73,6 +74,10 @@ def __getattr__(name: str) -> object:
         from swarmlib import node
 
         return getattr(node, name)
+    if name == "run_nodes":
+        from swarmlib.launcher import run_nodes
+
+        return run_nodes
     raise AttributeError(f"module 'swarmlib' has no attribute {name!r}")
 
 
@@ -103,6 +108,7 @@ __all__ = [
     "MultiKrum",
     "NoContract",
     "NodeConfig",
+    "NodeProcessFailed",
     "NonFiniteUpdate",
     "NotAMember",
     "NotAdmin",
@@ -136,5 +142,6 @@ __all__ = [
     "__version__",
     "flatten",
     "get_strategy",
+    "run_nodes",
     "unflatten",
 ]

@@ -6,6 +6,7 @@ inherit the builtin they resemble, so ``except TimeoutError`` still works for a
 
     SwarmError
     ├── ConfigurationError (ValueError)      a bad argument or setting; fix the call
+    ├── NodeProcessFailed                    a node process of a local swarm failed
     ├── MergeError (ValueError)              updates that cannot be merged
     │   ├── ShapeMismatch                    a peer's update has another shape
     │   ├── DtypeMismatch                    a peer's update has another dtype
@@ -70,6 +71,7 @@ __all__ = [
     "LedgerError",
     "MergeError",
     "NoContract",
+    "NodeProcessFailed",
     "NonFiniteUpdate",
     "NotAMember",
     "NotAdmin",
@@ -106,6 +108,10 @@ class SwarmWarning(UserWarning):
 
 class ConfigurationError(SwarmError, ValueError):
     """An argument or setting is invalid. The message names it and says what is expected."""
+
+
+class NodeProcessFailed(SwarmError):
+    """A node process started by :func:`swarmlib.launcher.run_nodes` failed or was stopped."""
 
 
 class MergeError(SwarmError, ValueError):

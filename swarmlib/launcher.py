@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -22,18 +23,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
 
-from swarmlib.errors import ConfigurationError
+from swarmlib._files import write_private
+from swarmlib.errors import ConfigurationError, NodeProcessFailed
 from swarmlib.identity.devca import DevCA
 from swarmlib.ledger import LedgerClient, connect, dev_accounts
 from swarmlib.ledger.server import ChainServer
 
-__all__ = ["LocalSwarm", "run_script"]
+__all__ = ["LocalSwarm", "run_nodes", "run_script"]
 
 logger = logging.getLogger(__name__)
 
 TRUST_DOMAIN = "swarm.local"
+_RESULT = "result.pkl"  # where a run_nodes child leaves fn's result for its parent
+T = TypeVar("T")
 
 
 @dataclass
@@ -145,6 +149,94 @@ def run_script(
     """
     if not Path(script).exists():
         raise ConfigurationError(f"No script {script!r}.")
+    return _launch(nodes, [sys.executable, script, *args], workdir=workdir, min_peers=min_peers,
+                   quorum_wait=quorum_wait, timeout=timeout, extra_env=extra_env,
+                   on_finish=on_finish, keep_going=keep_going)  # fmt: skip
+
+
+def run_nodes(
+    fn: Callable[[], T],
+    nodes: int,
+    *,
+    workdir: str | Path | None = None,
+    min_peers: int | None = None,
+    quorum_wait: int = 10,
+    timeout: float | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> list[T]:
+    """Run ``fn()`` as ``nodes`` swarm nodes, each in its own process; returns their results.
+
+    The entry point for notebooks: define a function that builds a model, picks
+    its data partition from ``SWARMLIB_NODE_INDEX`` and trains with
+    :class:`~swarmlib.SwarmCallback`, then return what you want to look at (its
+    history, its weights)::
+
+        def train():
+            index = int(os.environ["SWARMLIB_NODE_INDEX"])
+            ...
+            model.fit(x[index::3], y[index::3], callbacks=[SwarmCallback(8, 3)])
+            return model.get_weights()
+
+        weights = run_nodes(train, 3)     # one entry per node, in node order
+
+    The swarm is set up as by ``swarmlib run`` (dev CA, chain on 127.0.0.1,
+    contract, session); each node's output is shown prefixed ``[node-i]``.
+    ``fn`` goes to the processes with cloudpickle, so functions defined in a
+    notebook work; it must import what it uses (Keras, numpy) or find it in the
+    notebook's globals. Results come back the same way, from these local child
+    processes only (never from a peer).
+
+    Raises:
+        NodeProcessFailed: a node's process failed or was stopped; the message
+            has the end of its traceback. The other nodes are stopped.
+    """
+    import cloudpickle
+
+    payload_dir = Path(tempfile.mkdtemp(prefix="swarmlib-fn-"))
+    payload = payload_dir / "fn.pkl"
+    write_private(payload, cloudpickle.dumps(fn))
+    results: list[Any] = []
+    failures: list[str] = []
+
+    def collect(swarm: LocalSwarm) -> None:
+        assert swarm.workdir is not None
+        for i in range(nodes):
+            out = swarm.workdir / f"node-{i}" / _RESULT
+            if not out.exists():
+                failures.append(f"node-{i} returned nothing")
+                continue
+            status, value = pickle.loads(out.read_bytes())  # written by our own child
+            if status == "ok":
+                results.append(value)
+            else:
+                failures.append(f"node-{i}: {value}")
+
+    try:
+        code = _launch(nodes, [sys.executable, "-m", "swarmlib._entry", str(payload)],
+                       workdir=workdir, min_peers=min_peers, quorum_wait=quorum_wait,
+                       timeout=timeout, extra_env=extra_env, on_finish=collect)  # fmt: skip
+    finally:
+        payload.unlink(missing_ok=True)
+        payload_dir.rmdir()
+    if code != 0 or failures:
+        raise NodeProcessFailed(
+            f"The local swarm failed (exit code {code}): " + "; ".join(failures or ["stopped"])
+        )
+    return results
+
+
+def _launch(
+    nodes: int,
+    command: list[str],
+    *,
+    workdir: str | Path | None,
+    min_peers: int | None,
+    quorum_wait: int,
+    timeout: float | None,
+    extra_env: dict[str, str] | None,
+    on_finish: Callable[[LocalSwarm], None] | None,
+    keep_going: bool = False,
+) -> int:
     with LocalSwarm(nodes, Path(workdir) if workdir else None, min_peers=min_peers,
                     quorum_wait=quorum_wait) as swarm:  # fmt: skip
         procs: list[subprocess.Popen[bytes]] = []
@@ -154,7 +246,7 @@ def run_script(
         try:
             for i, env in enumerate(swarm.envs):
                 proc = subprocess.Popen(
-                    [sys.executable, script, *args],
+                    command,
                     env={**os.environ, **(extra_env or {}), **env},
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,

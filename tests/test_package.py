@@ -14,7 +14,8 @@ from swarmlib.cli import main
 
 def test_exported_names_are_the_documented_ones() -> None:
     documented = set(errors.__all__) | {
-        "Mean", "NodeConfig", "SwarmCallback", "SwarmNode", "CoordinateMedian", "TrimmedMean",
+        "Mean", "NodeConfig", "SwarmCallback", "SwarmNode", "run_nodes", "CoordinateMedian",
+        "TrimmedMean",
         "GeometricMedian", "Krum", "MultiKrum", "Strategy", "get_strategy", "flatten",
         "unflatten", "Layout", "CurveKeyPair", "Peer", "RoundResult", "ShardedExchange",
         "__version__",

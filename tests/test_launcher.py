@@ -1,0 +1,54 @@
+"""run_nodes, the notebook entry point: functions defined in a notebook cell, run as swarm nodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from swarmlib import errors
+from swarmlib.launcher import run_nodes
+
+CELL = """
+import os
+
+import numpy as np
+
+SCALE = 1.0  # a notebook global the function uses
+
+def train():
+    from swarmlib import SwarmNode
+
+    index = int(os.environ["SWARMLIB_NODE_INDEX"])
+    if index == int(os.environ.get("TEST_FAIL_NODE", "-1")):
+        raise ValueError(f"no data for node {index}")
+    with SwarmNode.from_env() as node:
+        merged = node.sync([np.full(4, SCALE * index, np.float32)], 10 * (index + 1))
+    return index, merged[0]
+"""
+
+
+def _notebook_function() -> Any:
+    """``train`` as a notebook defines it: in ``__main__``, so it travels by value."""
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(CELL, namespace)
+    return namespace["train"]
+
+
+@pytest.mark.slow
+def test_a_function_from_a_notebook_runs_as_swarm_nodes_and_returns_results(
+    tmp_path: Path,
+) -> None:
+    results = run_nodes(_notebook_function(), 2, workdir=tmp_path, timeout=240)
+    assert [index for index, _ in results] == [0, 1]
+    for _, merged in results:  # the samples-weighted mean of 0 (10 samples) and 1 (20)
+        np.testing.assert_allclose(merged, np.full(4, 2 / 3, np.float32), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_failing_node_function_raises_with_its_error(tmp_path: Path) -> None:
+    with pytest.raises(errors.NodeProcessFailed, match="ValueError: no data for node 1"):
+        run_nodes(_notebook_function(), 2, workdir=tmp_path, timeout=240,
+                  extra_env={"TEST_FAIL_NODE": "1"})  # fmt: skip
