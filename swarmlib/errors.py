@@ -13,10 +13,11 @@ inherit the builtin they resemble, so ``except TimeoutError`` still works for a
     │   ├── NonFiniteUpdate                  a peer's update holds NaN or Inf (refused)
     │   └── InvalidWeight                    a merge weight is zero, negative or not finite
     ├── TransportError (ConnectionError)     the peer-to-peer exchange failed
-    │   └── RoundFailed                      this round cannot complete; retry without
-    │       │                                ``err.culprits``
-    │       ├── PeerTimeout (TimeoutError)   participants sent nothing within the timeout
-    │       └── PeerRejected                 a participant's contribution was refused
+    │   ├── RoundFailed                      this round cannot complete; retry without
+    │   │   │                                ``err.culprits``
+    │   │   ├── PeerTimeout (TimeoutError)   participants sent nothing within the timeout
+    │   │   └── PeerRejected                 a participant's contribution was refused
+    │   └── FetchFailed                      a late node could not fetch the swarm's model
     ├── IdentityError                        a node identity could not be had or verified
     │   ├── IdentityUnavailable              no SVID: socket or file missing, agent silent
     │   └── PeerIdentityRejected             a peer's SVID or binding failed verification
@@ -60,6 +61,7 @@ __all__ = [
     "ConfigurationError",
     "ContractRevert",
     "DtypeMismatch",
+    "FetchFailed",
     "IdentityError",
     "IdentityUnavailable",
     "InsufficientFunds",
@@ -174,6 +176,14 @@ class PeerTimeout(RoundFailed, TimeoutError):
 
 class PeerRejected(RoundFailed):
     """A participant's contribution was refused (bad model size, NaN/Inf, bad weight)."""
+
+
+class FetchFailed(TransportError):
+    """A late node could not fetch the swarm's latest model from a peer.
+
+    No answer, the peer no longer holds it, or what came is not the model whose
+    hash the chain records. The node then joins with its own weights.
+    """
 
 
 class IdentityError(SwarmError):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -34,6 +35,7 @@ from zmq.utils import z85
 
 from swarmlib.errors import (
     ConfigurationError,
+    FetchFailed,
     IdentityError,
     NotAMember,
     PeerRejected,
@@ -53,9 +55,11 @@ from swarmlib.identity import (
     verify_credentials,
 )
 from swarmlib.ledger import LedgerClient, MemberInfo, connect
+from swarmlib.ledger.client import RoundInfo
 from swarmlib.ledger.keys import load_or_create_account
 from swarmlib.params import flatten, unflatten
 from swarmlib.transport import CurveKeyPair, Peer, RoundStats, ShardedExchange
+from swarmlib.transport.fetch import ModelServer, fetch_model
 
 __all__ = ["ENV", "NodeConfig", "SwarmNode"]
 
@@ -220,6 +224,7 @@ class SwarmNode:
             credentials=self._credentials,
             verify_peer=self._verify_peer,
         )
+        self._start_model_server()
         self._register()
         self._joined = True
         logger.info(
@@ -230,11 +235,41 @@ class SwarmNode:
             self.exchange.endpoint,
         )
 
+    def _start_model_server(self) -> None:
+        """Serve this node's recent merged models to members that join late."""
+        c = self.config
+        host = self.exchange.endpoint[len("tcp://") :].rpartition(":")[0]
+        self._member_keys: set[bytes] = set()
+        self._reader_lock = threading.Lock()
+        # the admission check runs in ZeroMQ's authenticator thread: give it its own
+        # connection (an in-process embedded chain has no second connection to give)
+        self._reader = (
+            None
+            if c.rpc == "embedded"
+            else LedgerClient(connect(c.rpc), self.ledger.address, None, rpc=c.rpc)
+        )
+        self.model_server = ModelServer(self.curve, allow=self._admits, bind=f"tcp://{host}:0")
+        port = self.model_server.endpoint.rpartition(":")[2]
+        fetch = f"tcp://{c.advertise_host or host}:{port}"
+        # the registered endpoint: control endpoint, then the model-fetch endpoint
+        self.advertised = f"{self.exchange.endpoint} {fetch}"
+
+    def _admits(self, key: bytes) -> bool:
+        """Whether a Z85 CURVE key belongs to an active member (asks the chain on a miss)."""
+        with self._reader_lock:
+            if key not in self._member_keys and self._reader is not None:
+                self._member_keys = {
+                    bytes(z85.encode(m.curve_key))
+                    for m in self._reader.members()
+                    if m.active and m.registered
+                }
+            return key in self._member_keys
+
     def _register(self) -> None:
         """Publish endpoint, CURVE key and SVID hash, if the chain does not hold them already."""
         leaf_hash = svid_hash(self.identity.svid().leaf)
         me = self.ledger.member(self.account.address)
-        wanted = (self.exchange.endpoint, self.curve.public_raw, leaf_hash)
+        wanted = (self.advertised, self.curve.public_raw, leaf_hash)
         if (me.endpoint, me.curve_key, me.svid_hash) != wanted or not me.registered:
             self.ledger.register(*wanted)
         self._registered_hash = leaf_hash
@@ -245,7 +280,7 @@ class SwarmNode:
         binding = Binding(
             address=self.account.address,
             curve_key=self.curve.public.decode(),
-            endpoint=self.exchange.endpoint,
+            endpoint=self.advertised,
             chain_id=self.chain_id,
             contract=self.ledger.address,
         )
@@ -301,6 +336,7 @@ class SwarmNode:
             self._register()  # the SVID rotated: publish its hash before anyone checks it
         excluded: set[str] = set()
         attempt = 0
+        catching_up = False
         timing = {"vote_s": 0.0, "wait_s": 0.0, "exchange_s": 0.0}
         while True:
             t0 = time.perf_counter()
@@ -316,16 +352,20 @@ class SwarmNode:
                     current if still_open and current > self.round else max(current, self.round) + 1
                 )
                 logger.warning(
-                    "Round %d was agreed before this node voted; joining round %d (this "
-                    "node's weights are merged in as they are: fetching the swarm's model "
-                    "first is not implemented yet)",
+                    "Round %d was agreed before this node voted; joining round %d",
                     self.round,
                     target,
                 )
                 self.round, attempt, excluded, strategy = target, 0, set(), None
+                catching_up = True
                 continue
             t1 = time.perf_counter()
             state = self.ledger.wait_for_round(self.config.session, self.round, attempt)
+            if catching_up:
+                catching_up = False
+                caught_up = self._catch_up(state, vector)
+                if caught_up is not None:
+                    vector, self.last_hash = caught_up
             peers = self._peers(state.participants, excluded)
             t2 = time.perf_counter()
             timing["vote_s"] += t1 - t0
@@ -368,10 +408,54 @@ class SwarmNode:
                 )
                 attempt += 1
         self.last_hash = bytes.fromhex(result.sha256)
+        self.model_server.publish(result.sha256, result.vector, self.round)
         self.last_stats = result.stats
         self.last_timing = timing
         self.round += 1
         return unflatten(result.vector, layout)
+
+    def _catch_up(self, state: RoundInfo, vector: np.ndarray) -> tuple[np.ndarray, bytes] | None:
+        """Fetch the swarm's model of the round before ``state`` from one of its participants.
+
+        This node voted late (it started late, or missed rounds): its own weights
+        are stale. The participants of ``state`` each recorded on chain the hash of
+        the merged model they loaded; the first that hands over a model with that
+        hash wins, and this node takes part with it instead. Returns the model and
+        its hash, or ``None`` (logged: this node's weights go in as they are).
+        """
+        me = self.account.address
+        for address in state.participants:
+            wanted = self.ledger.vote(self.config.session, state.round, state.attempt, address)
+            h = wanted.previous_merged_hash
+            if address == me or h == b"\0" * 32:
+                continue
+            member = self.ledger.member(address)
+            endpoints = member.endpoint.split()
+            if len(endpoints) < 2:
+                continue  # a node without a model server
+            try:
+                key = z85.encode(member.curve_key)
+                limit = min(10.0, self.config.timeout)
+                model = fetch_model(endpoints[1], key, self.curve, h.hex(), timeout=limit)
+            except FetchFailed as e:
+                logger.warning("Could not fetch the model from %s: %s", member.spiffe_id, e)
+                continue
+            if model.size != vector.size or model.dtype != vector.dtype:
+                logger.warning("%s has a model of another shape", member.spiffe_id)
+                continue
+            logger.warning(
+                "Loaded the swarm's model of round %d from %s (SHA-256 %s…, as on chain)",
+                state.round - 1,
+                member.spiffe_id,
+                h.hex()[:16],
+            )
+            return model, h
+        logger.warning(
+            "No participant of round %d could hand over the swarm's model; this node's "
+            "weights are merged in as they are",
+            state.round,
+        )
+        return None
 
     def _current_round(self) -> tuple[int, bool]:
         """The highest round anyone voted in this session, and whether it is still open."""
@@ -394,7 +478,7 @@ class SwarmNode:
                 continue
             self._members[member.spiffe_id] = member
             key = z85.encode(member.curve_key)
-            peers.append(Peer(member.spiffe_id, member.endpoint, bytes(key)))
+            peers.append(Peer(member.spiffe_id, member.endpoint.split()[0], bytes(key)))
         return peers
 
     # ----------------------------------------------------------------- leave
@@ -423,6 +507,8 @@ class SwarmNode:
         self.finish()
         if getattr(self, "exchange", None) is not None:
             self.exchange.close()
+        if getattr(self, "model_server", None) is not None:
+            self.model_server.close()
         if getattr(self, "identity", None) is not None and self._identity is None:
             self.identity.close()
         self._joined = False

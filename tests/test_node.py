@@ -138,6 +138,13 @@ def test_a_late_node_joins_the_current_round_and_keeps_in_step(
     assert shared, "the late node never merged with the others"
     for r in shared:  # same round numbers, same merged model
         assert late[r] == by_round[0][r] == by_round[1][r], f"round {r} differs"
+    # in its first round it took part with the swarm's model of the round before (fetched
+    # from a peer, checked against the hash on chain), not with its own stale weights
+    first = min(late)
+    models = {r: np.concatenate([np.ravel(a) for a in m]) for r, _, m in out[0][1]}  # type: ignore[union-attr]
+    contributions = [np.concatenate([w.ravel() for w in node_weights(i, first)]) for i in (0, 1)]
+    expected = Mean()([*contributions, models[first - 1].astype(np.float32)], [100, 100, 100])
+    np.testing.assert_allclose(models[first], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_a_node_that_is_not_a_member_is_told_what_to_do(chain: ChainServer, tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ abort     control    the sender gives up this attempt; names the culprits
 done      control    the sender holds the whole merged vector (the round's last step)
 contrib   data       the sender's slice of the receiver's shard, with its weight
 merged    data       the sender's merged shard, for every participant
+fetch     fetch      a late node asks for the merged model with SHA-256 ``h``
+model     fetch      the answer: that model's raw vector (``ok``), or nothing
 ========  =========  ==========================================================
 """
 
@@ -35,9 +37,11 @@ __all__ = [
     "ABORT",
     "CONTRIB",
     "DONE",
+    "FETCH",
     "KEY",
     "MAX_HEADER_BYTES",
     "MERGED",
+    "MODEL",
     "PROTOCOL_VERSION",
     "REDUCE",
     "WIRE_DTYPES",
@@ -54,6 +58,8 @@ ABORT = "abort"
 CONTRIB = "contrib"
 MERGED = "merged"
 DONE = "done"
+FETCH = "fetch"
+MODEL = "model"
 
 #: dtypes allowed on the wire (little-endian floats).
 WIRE_DTYPES = frozenset({"<f2", "<f4", "<f8"})
@@ -66,6 +72,8 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     CONTRIB: {"i": int, "dt": str, "n": int, "w": (int, float), "nonce": str},
     MERGED: {"i": int, "dt": str, "n": int, "nonce": str},
     DONE: {},
+    FETCH: {"h": str},
+    MODEL: {"h": str, "dt": str, "n": int, "ok": bool},
 }
 
 
