@@ -18,6 +18,17 @@ def node_weights(index: int, round_id: int) -> list[np.ndarray]:
     ]
 
 
+def _wait_for_round(env: dict[str, str], round_id: int) -> None:
+    from swarmlib.ledger import LedgerClient, connect
+
+    reader = LedgerClient(connect(env["SWARMLIB_RPC"]), env["SWARMLIB_CONTRACT"], None)
+    deadline = time.monotonic() + 120
+    while not reader.round(env["SWARMLIB_SESSION"], round_id).closed:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"round {round_id} did not close within 120 s")
+        time.sleep(0.1)
+
+
 def run_node(env: dict[str, str], rounds: int, n_samples: int, conn: Connection) -> None:
     from swarmlib.node import SwarmNode
 
@@ -26,7 +37,8 @@ def run_node(env: dict[str, str], rounds: int, n_samples: int, conn: Connection)
     )
     os.environ.update(env)
     index = int(env["SWARMLIB_NODE_INDEX"])
-    time.sleep(float(env.get("TEST_START_DELAY", "0")))  # a node that starts late
+    if "TEST_START_AFTER_ROUND" in env:  # a node that starts late: once the swarm is past it
+        _wait_for_round(env, int(env["TEST_START_AFTER_ROUND"]))
     from swarmlib.errors import SwarmEnded
 
     results = []
