@@ -43,10 +43,22 @@ class Standardizer:
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, x: np.ndarray) -> Standardizer:
-        """Fit on a node's own training matrix (constant genes get scale 1)."""
-        sd = x.std(axis=0)
-        return cls(x.mean(axis=0), np.where(sd > 0, sd, 1.0))
+    def fit(cls, x: np.ndarray, y: np.ndarray | None = None) -> Standardizer:
+        """Fit on a node's own training matrix (constant genes get scale 1).
+
+        With the training labels ``y``, the centre is the mean of the class means
+        and the scale the pooled within-class SD, so that a node's case mix does
+        not move its centre: a node with 1 % cases and one with 70 % would
+        otherwise centre on different points and disagree on what is "high".
+        """
+        if y is None or len(np.unique(y)) < 2:
+            sd = x.std(axis=0)
+            return cls(x.mean(axis=0), np.where(sd > 0, sd, 1.0))
+        groups = [x[y == label] for label in np.unique(y)]
+        centre = np.mean([g.mean(axis=0) for g in groups], axis=0)
+        within = np.concatenate([g - g.mean(axis=0) for g in groups])
+        sd = within.std(axis=0)
+        return cls(centre, np.where(sd > 0, sd, 1.0))
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         return np.asarray((x - self.mean) / self.scale, dtype=np.float32)

@@ -13,7 +13,7 @@ The model, per sample *i* of study *s* on platform *p*, gene *g* (log2 scale):
   (loadings about ±0.8 sd_g) and gene noise ``e ~ N(0, sd_g)``, so genes are
   correlated in blocks as in blood (interferon, neutrophil, ribosomal modules…).
 * **Disease signature.** In cases, a minority of genes (``signature``, default
-  2 %) shift by ``delta_g`` of about ``effect`` (default 0.8) of their noise SD,
+  4 %) shift by ``delta_g`` of about ``effect`` (default 1.0) of their noise SD,
   half up and half down, and two modules shift their activity by ``0.5 * effect``.
   Per gene this overlaps heavily with controls; together the genes separate the
   classes well, as in the leukemia data.
@@ -80,8 +80,8 @@ def simulate_cohort(
     *,
     genes: int = 2000,
     modules: int = 40,
-    signature: float = 0.02,
-    effect: float = 0.8,
+    signature: float = 0.04,
+    effect: float = 1.0,
     batch: float = 0.3,
     dropout: Sequence[float] = (0.0, 0.1),
     seed: int = 0,

@@ -1,0 +1,293 @@
+"""Local vs central vs swarm, as in the Swarm Learning paper's experiments.
+
+One *permutation* splits every node's cohort 80/20, trains each node's model
+alone on its own 80 %, a central model on the union of those, and the swarm
+(real :class:`~swarmlib.SwarmCallback` nodes, one process each, through
+:func:`~swarmlib.launcher.run_nodes`), then scores all of them on the same test
+set: the union of the nodes' 20 % (each sample scaled by its own node's scaler,
+as that node would see it), or a separate test cohort. The examples
+``examples/leukemia.py`` and ``examples/tuberculosis.py`` run the paper's node
+designs on top of this module; it works the same on a user's own cohorts.
+
+Training rules: the paper's network (or an L1 logistic regression), Adam,
+binary cross-entropy, the same epochs everywhere; batch sizes grow with node
+size (the largest node uses 32) so that every node takes the same number of
+steps per epoch, which keeps the swarm's rounds in step (the paper chose batch
+sizes by dataset size); the swarm syncs once per epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from swarmlib.datasets import Cohort, Standardizer, stratified_split
+
+__all__ = [
+    "METRICS",
+    "PAPER_NETWORK",
+    "Permutation",
+    "build_model",
+    "metrics",
+    "prepare",
+    "run_permutation",
+    "write_report",
+]
+
+#: Hidden layer widths of the paper's network (ReLU; dropout 0.4 after the first, then 0.3).
+PAPER_NETWORK = (256, 1024, 512, 512, 256, 256, 128, 128, 64)
+METRICS = ("auc", "accuracy", "sensitivity", "specificity", "f1")
+#: L2 weight of the hidden layers. The paper states 0.005; with it this network collapses to
+#: a constant output on cohorts of a few hundred samples per node (all ReLUs die before the
+#: signal is learnt), so the examples use 1e-4. See docs/experiments.md.
+L2 = 1e-4
+
+
+def build_model(genes: int, kind: str = "paper", seed: int = 0) -> Any:
+    """The paper's network (``"paper"``) or an L1 logistic regression (``"lasso"``), compiled."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    l2 = keras.regularizers.L2(L2)
+    layers: list[Any] = [keras.Input((genes,))]
+    if kind == "paper":
+        for i, width in enumerate(PAPER_NETWORK):
+            layers.append(keras.layers.Dense(width, activation="relu", kernel_regularizer=l2))
+            layers.append(keras.layers.Dropout(0.4 if i == 0 else 0.3))
+        layers.append(keras.layers.Dense(1, activation="sigmoid"))
+    elif kind == "lasso":
+        l1 = keras.regularizers.L1(1e-3)
+        layers.append(keras.layers.Dense(1, activation="sigmoid", kernel_regularizer=l1))
+    else:
+        raise ValueError(f"Unknown model {kind!r}: 'paper' or 'lasso'.")
+    model = keras.Sequential(layers)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    return model
+
+
+def metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """AUC (Mann-Whitney, ties counted half), accuracy, sensitivity, specificity, F1, n."""
+    y = np.asarray(y).astype(bool)
+    p = np.asarray(p, np.float64).ravel()
+    pred = p >= threshold
+    tp, tn = int((pred & y).sum()), int((~pred & ~y).sum())
+    fp, fn = int((pred & ~y).sum()), int((~pred & y).sum())
+    pos, neg = p[y], p[~y]
+    if len(pos) and len(neg):
+        order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
+        ranks = np.empty(len(order))
+        ranks[order] = np.arange(1, len(order) + 1)
+        values = np.concatenate([pos, neg])
+        for v in np.unique(values):  # average ranks of ties
+            tied = values == v
+            if tied.sum() > 1:
+                ranks[tied] = ranks[tied].mean()
+        auc = (ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+    else:
+        auc = math.nan
+    sens = tp / (tp + fn) if tp + fn else math.nan
+    spec = tn / (tn + fp) if tn + fp else math.nan
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else math.nan
+    return {"auc": float(auc), "accuracy": (tp + tn) / len(y), "sensitivity": sens,
+            "specificity": spec, "f1": f1, "n": float(len(y))}  # fmt: skip
+
+
+@dataclass
+class Permutation:
+    """One permutation's data, scaled as each party would scale it."""
+
+    node_train: list[tuple[np.ndarray, np.ndarray]]
+    test_by_node: list[np.ndarray]  # the common test set, scaled by each node's scaler
+    central_train: tuple[np.ndarray, np.ndarray]
+    central_test: np.ndarray
+    y_test: np.ndarray
+
+
+def prepare(
+    nodes: Sequence[Cohort], seed: int, test: Cohort | None = None, test_fraction: float = 0.2
+) -> Permutation:
+    """Split every node 80/20 (stratified), fit scalers on training data only, build the test set.
+
+    Args:
+        nodes: Each node's cohort (genes aligned).
+        seed: The permutation's seed.
+        test: A separate test cohort; defaults to the union of the nodes' 20 % parts.
+    """
+    trains, tests_x, tests_y = [], [], []
+    for i, c in enumerate(nodes):
+        if test is None:
+            tr, te = stratified_split(c.y, test_fraction, seed=seed * 1000 + i)
+            tests_x.append(c.x[te])
+            tests_y.append(c.y[te])
+        else:
+            tr = np.arange(len(c.y))
+        trains.append((c.x[tr], c.y[tr]))
+    x_test = test.x if test is not None else np.concatenate(tests_x)
+    y_test = test.y if test is not None else np.concatenate(tests_y)
+    scalers = [Standardizer.fit(x, y) for x, y in trains]
+    central_x = np.concatenate([x for x, _ in trains])
+    central_y = np.concatenate([y for _, y in trains])
+    central = Standardizer.fit(central_x, central_y)
+    if test is None:  # each test sample as its own node scales it
+        origin = np.concatenate([np.full(len(y), i) for i, y in enumerate(tests_y)])
+        own = np.empty_like(x_test)
+        for i, s in enumerate(scalers):
+            own[origin == i] = s.transform(x_test[origin == i])
+        test_by_node = [own] * len(nodes)
+    else:
+        test_by_node = [s.transform(x_test) for s in scalers]
+    return Permutation(
+        node_train=[(s.transform(x), y) for s, (x, y) in zip(scalers, trains, strict=True)],
+        test_by_node=test_by_node,
+        central_train=(central.transform(central_x), central_y),
+        central_test=central.transform(x_test),
+        y_test=y_test,
+    )
+
+
+def batch_sizes(sizes: Sequence[int], largest_batch: int = 32) -> tuple[int, list[int]]:
+    """Steps per epoch shared by all nodes, and each node's batch size for it.
+
+    The largest node uses batches of about ``largest_batch``; smaller nodes use
+    smaller batches, so that every node takes as many steps per epoch.
+    """
+    steps = max(1, math.ceil(max(sizes) / largest_batch))
+    return steps, [max(1, math.ceil(n / steps)) for n in sizes]
+
+
+def _node_job(folder: str, epochs: int, kind: str, seed: int) -> dict[str, list[float]]:
+    """Run in each node's process: train alone, then in the swarm; predict the test set."""
+    from swarmlib.callback import SwarmCallback
+
+    index = int(os.environ["SWARMLIB_NODE_INDEX"])
+    count = int(os.environ["SWARMLIB_NODE_COUNT"])
+    data = np.load(Path(folder) / f"node-{index}.npz")
+    x, y, x_test = data["x"], data["y"], data["x_test"]
+    steps, batch = int(data["steps"]), int(data["batch"])
+    local = build_model(x.shape[1], kind, seed=seed + index)
+    local.fit(x, y, epochs=epochs, batch_size=batch, verbose=0)
+    swarm = build_model(x.shape[1], kind, seed=seed + index)
+    callback = SwarmCallback(sync_frequency=steps, min_peers=count, batch_size=batch)
+    swarm.fit(x, y, epochs=epochs, batch_size=batch, verbose=0, callbacks=[callback])
+    return {
+        "local": local.predict(x_test, verbose=0).ravel().tolist(),
+        "swarm": swarm.predict(x_test, verbose=0).ravel().tolist(),
+    }
+
+
+def run_permutation(
+    nodes: Sequence[Cohort],
+    seed: int,
+    *,
+    workdir: Path,
+    epochs: int,
+    kind: str = "paper",
+    test: Cohort | None = None,
+    progress: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Train and score every local model, the central model and the swarm for one permutation.
+
+    Returns:
+        One row per model (``node-1`` … ``node-N``, ``central``, ``swarm``) with
+        the :data:`METRICS` and ``n``.
+    """
+    from swarmlib.launcher import run_nodes
+
+    perm = prepare(nodes, seed, test)
+    sizes = [len(y) for _, y in perm.node_train]
+    steps, batches = batch_sizes(sizes)
+    folder = workdir / f"perm-{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, ((x, y), batch) in enumerate(zip(perm.node_train, batches, strict=True)):
+        np.savez(folder / f"node-{i}.npz", x=x, y=y, x_test=perm.test_by_node[i],
+                 steps=steps, batch=batch)  # fmt: skip
+    started = time.monotonic()
+    progress(f"  permutation {seed}: {len(nodes)} nodes ({sizes} training samples, batch "
+             f"sizes {batches}), local and swarm models in {len(nodes)} processes…")  # fmt: skip
+    job = functools.partial(_node_job, str(folder), epochs, kind, seed)
+    results = run_nodes(job, len(nodes), workdir=folder / "swarm", quorum_wait=60)
+    progress(f"  permutation {seed}: nodes done in {time.monotonic() - started:.0f}s; "
+             "central model…")  # fmt: skip
+    central = build_model(perm.central_train[0].shape[1], kind, seed=seed + 99)
+    _, central_batch = batch_sizes([len(perm.central_train[1])])
+    central.fit(*perm.central_train, epochs=epochs, batch_size=central_batch[0], verbose=0)
+    rows = []
+    for i, r in enumerate(results):
+        rows.append({"permutation": seed, "model": f"node-{i + 1}",
+                     **metrics(perm.y_test, np.asarray(r["local"]))})  # fmt: skip
+    p_central = central.predict(perm.central_test, verbose=0)
+    rows.append({"permutation": seed, "model": "central", **metrics(perm.y_test, p_central)})
+    swarm = [np.asarray(r["swarm"]) for r in results]
+    # every node holds the same swarm model; its predictions differ only by the node's scaling
+    rows.append({"permutation": seed, "model": "swarm", **metrics(perm.y_test, swarm[0])})
+    return rows
+
+
+def write_report(
+    rows: Sequence[dict[str, Any]],
+    out: Path,
+    *,
+    title: str,
+    paper: dict[str, str] | None = None,
+) -> str:
+    """Write ``results.csv``, ``summary.md`` (means ± SD, the paper's figures beside) and PNGs.
+
+    Returns:
+        The markdown summary.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    fields = ["permutation", "model", *METRICS, "n"]
+    with (out / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row[k] for k in fields})
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    perms = len({r["permutation"] for r in rows})
+    head = "| model | " + " | ".join(METRICS) + " | paper |"
+    lines = [f"# {title}", "", f"{perms} permutation(s); mean ± SD over permutations.", "",
+             head, "|" + "---|" * (len(METRICS) + 2)]  # fmt: skip
+    for model in models:
+        cells = []
+        for m in METRICS:
+            v = np.array([r[m] for r in rows if r["model"] == model], np.float64)
+            cells.append(f"{np.nanmean(v):.3f} ± {np.nanstd(v):.3f}")
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {(paper or {}).get(model, '')} |")
+    text = "\n".join(lines) + "\n"
+    (out / "summary.md").write_text(text)
+    _plot(rows, models, out)
+    return text
+
+
+def _plot(rows: Sequence[dict[str, Any]], models: list[str], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.6), sharey=True)
+    colors = ["#9aa5b1" if m.startswith("node") else "#1f77b4" if m == "swarm" else "#ff7f0e"
+              for m in models]  # fmt: skip
+    rng = np.random.default_rng(0)
+    for ax, metric in zip(axes, METRICS, strict=True):
+        data = [[r[metric] for r in rows if r["model"] == m] for m in models]
+        ax.boxplot(data, tick_labels=models, widths=0.6, showfliers=False)
+        for k, (values, color) in enumerate(zip(data, colors, strict=True)):
+            jitter = rng.uniform(-0.12, 0.12, len(values))
+            ax.scatter(np.full(len(values), k + 1) + jitter, values, s=14, color=color, zorder=3)
+        ax.set_title(metric)
+        ax.tick_params(axis="x", rotation=45)
+        ax.set_ylim(-0.02, 1.02)
+    fig.suptitle("local (grey) vs central (orange) vs swarm (blue)")
+    fig.tight_layout()
+    fig.savefig(out / "metrics.png", dpi=120)
+    plt.close(fig)
