@@ -24,16 +24,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from swarmlib.datasets import (
-    Cohort,
-    StudySpec,
-    load_geo_series_matrix,
-    load_matrix,
-    simulate_cohort,
+from swarmlib.datasets import Cohort, StudySpec, simulate_cohort
+from swarmlib.experiments import (
+    add_data_arguments,
+    draw_nodes,
+    load_cohort,
+    run_permutation,
+    write_report,
 )
-from swarmlib.experiments import run_permutation, write_report
 
 #: (AML cases, controls) per node, from the paper (dataset A2).
 DESIGNS = {
@@ -74,24 +72,6 @@ def simulated_nodes(scenario: str, scale: float, genes: int, seed: int) -> list[
     return draw_nodes(pool, design, seed)
 
 
-def draw_nodes(pool: Cohort, design: list[tuple[int, int]], seed: int) -> list[Cohort]:
-    """Draw disjoint sets of (cases, controls) per node from a pooled cohort."""
-    rng = np.random.default_rng(seed)
-    cases = list(rng.permutation(np.flatnonzero(pool.y == 1)))
-    controls = list(rng.permutation(np.flatnonzero(pool.y == 0)))
-    need_a, need_c = sum(a for a, _ in design), sum(c for _, c in design)
-    if need_a > len(cases) or need_c > len(controls):
-        scale = min(len(cases) / need_a, len(controls) / need_c)
-        print(f"the cohort has {len(cases)} cases and {len(controls)} controls; scaling the "
-              f"design by {scale:.2f}", flush=True)  # fmt: skip
-        design = [(max(1, int(a * scale)), max(1, int(c * scale))) for a, c in design]
-    nodes = []
-    for a, c in design:
-        chosen = [cases.pop() for _ in range(a)] + [controls.pop() for _ in range(c)]
-        nodes.append(pool.subset(np.array(sorted(chosen))))
-    return nodes
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", choices=sorted(DESIGNS), default="fig2b")
@@ -103,12 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="reduced run: a quarter of the samples, fewer genes, epochs and "
                              "permutations (under 3 minutes on 2 cores)")  # fmt: skip
-    parser.add_argument("--data", type=Path, help="your samples x genes matrix (CSV/TSV[.gz])")
-    parser.add_argument("--labels", type=Path, help="a separate label file for --data")
-    parser.add_argument("--label-column", default="label")
-    parser.add_argument("--geo", type=Path, help="a GEO series-matrix file")
-    parser.add_argument("--phenotype", help="the GEO characteristic holding the label")
-    parser.add_argument("--positive", help="the label of cases (e.g. AML)")
+    add_data_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     epochs = args.epochs or (12 if args.quick else 100)
@@ -122,17 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     for k in range(permutations):
         seed = args.seed + k
         if args.data or args.geo:
-            pool = (load_matrix(args.data, labels=args.labels, label_column=args.label_column,
-                                positive=args.positive) if args.data else
-                    load_geo_series_matrix(args.geo, phenotype=args.phenotype,
-                                           positive=args.positive))  # fmt: skip
+            pool = load_cohort(args)
             design = [(max(2, round(a * scale)), max(2, round(c * scale)))
                       for a, c in DESIGNS[args.scenario]]  # fmt: skip
             nodes = draw_nodes(pool, design, seed)
         else:
             nodes = simulated_nodes(args.scenario, scale, genes, seed)
         rows += run_permutation(nodes, seed, workdir=args.out / "work", epochs=epochs,
-                                kind=args.model,
+                                kind=args.model, largest_batch=64 if args.quick else 32,
                                 progress=lambda s: print(s, flush=True))  # fmt: skip
         print(f"permutation {k + 1}/{permutations} done ({time.monotonic() - t0:.0f}s)", flush=True)
     title = f"Leukemia, scenario {args.scenario} ({'simulated' if not (args.data or args.geo) else 'your'} cohort, model {args.model})"  # noqa: E501

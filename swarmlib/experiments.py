@@ -18,8 +18,10 @@ sizes by dataset size); the swarm syncs once per epoch.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import functools
+import logging
 import math
 import os
 import time
@@ -30,18 +32,30 @@ from typing import Any
 
 import numpy as np
 
-from swarmlib.datasets import Cohort, Standardizer, stratified_split
+from swarmlib.datasets import (
+    Cohort,
+    Standardizer,
+    load_geo_series_matrix,
+    load_matrix,
+    stratified_split,
+)
+from swarmlib.errors import ConfigurationError
 
 __all__ = [
     "METRICS",
     "PAPER_NETWORK",
     "Permutation",
+    "add_data_arguments",
     "build_model",
+    "draw_nodes",
+    "load_cohort",
     "metrics",
     "prepare",
     "run_permutation",
     "write_report",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Hidden layer widths of the paper's network (ReLU; dropout 0.4 after the first, then 0.3).
 PAPER_NETWORK = (256, 1024, 512, 512, 256, 256, 128, 128, 64)
@@ -154,6 +168,44 @@ def prepare(
     )
 
 
+def draw_nodes(pool: Cohort, design: list[tuple[int, int]], seed: int) -> list[Cohort]:
+    """Draw disjoint sets of (cases, controls) per node from a pooled cohort."""
+    rng = np.random.default_rng(seed)
+    cases = list(rng.permutation(np.flatnonzero(pool.y == 1)))
+    controls = list(rng.permutation(np.flatnonzero(pool.y == 0)))
+    need_a, need_c = sum(a for a, _ in design), sum(c for _, c in design)
+    if need_a > len(cases) or need_c > len(controls):
+        scale = min(len(cases) / need_a, len(controls) / need_c)
+        logger.warning("The cohort has %d cases and %d controls; scaling the design by %.2f",
+                       len(cases), len(controls), scale)  # fmt: skip
+        design = [(max(1, int(a * scale)), max(1, int(c * scale))) for a, c in design]
+    nodes = []
+    for a, c in design:
+        chosen = [cases.pop() for _ in range(a)] + [controls.pop() for _ in range(c)]
+        nodes.append(pool.subset(np.array(sorted(chosen))))
+    return nodes
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line flags that replace the simulated cohort with the user's own."""
+    parser.add_argument("--data", type=Path, help="your samples x genes matrix (CSV/TSV[.gz])")
+    parser.add_argument("--labels", type=Path, help="a separate label file for --data")
+    parser.add_argument("--label-column", default="label")
+    parser.add_argument("--geo", type=Path, help="a GEO series-matrix file")
+    parser.add_argument("--phenotype", help="the GEO characteristic holding the label")
+    parser.add_argument("--positive", help="the label of cases (e.g. AML)")
+
+
+def load_cohort(args: argparse.Namespace) -> Cohort:
+    """The user's cohort named by :func:`add_data_arguments`' flags."""
+    if args.data:
+        return load_matrix(args.data, labels=args.labels, label_column=args.label_column,
+                           positive=args.positive)  # fmt: skip
+    if not args.phenotype or not args.positive:
+        raise ConfigurationError("--geo needs --phenotype and --positive.")
+    return load_geo_series_matrix(args.geo, phenotype=args.phenotype, positive=args.positive)
+
+
 def batch_sizes(sizes: Sequence[int], largest_batch: int = 32) -> tuple[int, list[int]]:
     """Steps per epoch shared by all nodes, and each node's batch size for it.
 
@@ -192,6 +244,7 @@ def run_permutation(
     epochs: int,
     kind: str = "paper",
     test: Cohort | None = None,
+    largest_batch: int = 32,
     progress: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Train and score every local model, the central model and the swarm for one permutation.
@@ -204,7 +257,7 @@ def run_permutation(
 
     perm = prepare(nodes, seed, test)
     sizes = [len(y) for _, y in perm.node_train]
-    steps, batches = batch_sizes(sizes)
+    steps, batches = batch_sizes(sizes, largest_batch)
     folder = workdir / f"perm-{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     for i, ((x, y), batch) in enumerate(zip(perm.node_train, batches, strict=True)):
@@ -218,8 +271,9 @@ def run_permutation(
     progress(f"  permutation {seed}: nodes done in {time.monotonic() - started:.0f}s; "
              "central model…")  # fmt: skip
     central = build_model(perm.central_train[0].shape[1], kind, seed=seed + 99)
-    _, central_batch = batch_sizes([len(perm.central_train[1])])
+    _, central_batch = batch_sizes([len(perm.central_train[1])], largest_batch)
     central.fit(*perm.central_train, epochs=epochs, batch_size=central_batch[0], verbose=0)
+    progress(f"  permutation {seed}: central model done ({time.monotonic() - started:.0f}s)")
     rows = []
     for i, r in enumerate(results):
         rows.append({"permutation": seed, "model": f"node-{i + 1}",

@@ -1,0 +1,61 @@
+"""The paper's experiments: metrics, and the leukemia --quick run against the paper's claims."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from swarmlib.experiments import batch_sizes, metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_metrics_match_their_definitions() -> None:
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0])
+    p = np.array([0.9, 0.6, 0.4, 0.7, 0.3, 0.2, 0.1, 0.1])
+    m = metrics(y, p)
+    # AUC: of the 15 (case, control) pairs the case scores higher in all but (0.6, 0.7), (0.4, 0.7)
+    assert m["auc"] == pytest.approx(13 / 15)
+    assert m["accuracy"] == pytest.approx(6 / 8)
+    assert m["sensitivity"] == pytest.approx(2 / 3)
+    assert m["specificity"] == pytest.approx(4 / 5)
+    assert m["f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    assert metrics(y, np.full(8, 0.5))["auc"] == pytest.approx(0.5)  # ties count half
+
+
+def test_every_node_takes_the_same_steps_per_epoch() -> None:
+    steps, batches = batch_sizes([86, 262, 526], 64)
+    assert steps == 9 and batches == [10, 30, 59]
+    assert all(-(-n // b) == steps for n, b in zip([86, 262, 526], batches, strict=True))
+
+
+@pytest.mark.slow
+def test_leukemia_quick_run_shows_the_papers_claims(tmp_path: Path) -> None:
+    out = tmp_path / "leukemia"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "leukemia.py"), "--scenario", "fig2b",
+         "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (out / "summary.md").read_text().startswith("# Leukemia, scenario fig2b")
+    assert (out / "metrics.png").stat().st_size > 10_000
+    by_model: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    with (out / "results.csv").open() as f:
+        for row in csv.DictReader(f):
+            for metric in ("auc", "accuracy", "sensitivity"):
+                by_model[row["model"]][metric].append(float(row[metric]))
+    mean = {m: {k: float(np.mean(v)) for k, v in d.items()} for m, d in by_model.items()}
+    locals_ = [m for m in mean if m.startswith("node-")]
+    assert len(locals_) == 3 and len(by_model["swarm"]["auc"]) == 2  # two permutations
+    swarm, central = mean["swarm"], mean["central"]
+    assert swarm["auc"] >= max(mean[m]["auc"] for m in locals_), mean
+    assert swarm["accuracy"] >= max(mean[m]["accuracy"] for m in locals_), mean
+    assert abs(swarm["accuracy"] - central["accuracy"]) <= 0.02, mean
+    assert mean["node-2"]["sensitivity"] <= swarm["sensitivity"] - 0.5, mean
