@@ -19,18 +19,15 @@ Writes ``results.csv`` (one row per permutation x model), ``summary.md`` (means
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
-from pathlib import Path
 
 from swarmlib.datasets import Cohort, StudySpec, simulate_cohort
 from swarmlib.experiments import (
-    add_data_arguments,
+    QuickSettings,
     draw_nodes,
+    experiment_parser,
     load_cohort,
-    run_permutation,
-    write_report,
+    run_experiment,
 )
 
 #: (AML cases, controls) per node, from the paper (dataset A2).
@@ -72,44 +69,20 @@ def simulated_nodes(scenario: str, scale: float, genes: int, seed: int) -> list[
     return draw_nodes(pool, design, seed)
 
 
+QUICK = QuickSettings(scale=0.25, genes=500, epochs=12, largest_batch=64)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", choices=sorted(DESIGNS), default="fig2b")
-    parser.add_argument("--permutations", type=int, default=5)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--model", choices=["paper", "lasso"], default="paper")
-    parser.add_argument("--epochs", type=int, help="default 100, 12 with --quick")
-    parser.add_argument("--genes", type=int, help="simulated genes (2000; 500 with --quick)")
-    parser.add_argument("--quick", action="store_true",
-                        help="reduced run: a quarter of the samples, fewer genes, epochs and "
-                             "permutations (under 3 minutes on 2 cores)")  # fmt: skip
-    add_data_arguments(parser)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    epochs = args.epochs or (12 if args.quick else 100)
-    genes = args.genes or (500 if args.quick else 2000)
-    permutations = min(args.permutations, 2) if args.quick else args.permutations
-    scale = 0.25 if args.quick else 1.0
-    t0 = time.monotonic()
-    print(f"leukemia {args.scenario}: {permutations} permutation(s), {epochs} epochs, model "
-          f"{args.model}", flush=True)  # fmt: skip
-    rows = []
-    for k in range(permutations):
-        seed = args.seed + k
+    args = experiment_parser(__doc__, list(DESIGNS), QUICK).parse_args(argv)
+
+    def make_nodes(seed: int, scale: float, genes: int) -> tuple[list[Cohort], None]:
         if args.data or args.geo:
-            pool = load_cohort(args)
             design = [(max(2, round(a * scale)), max(2, round(c * scale)))
                       for a, c in DESIGNS[args.scenario]]  # fmt: skip
-            nodes = draw_nodes(pool, design, seed)
-        else:
-            nodes = simulated_nodes(args.scenario, scale, genes, seed)
-        rows += run_permutation(nodes, seed, workdir=args.out / "work", epochs=epochs,
-                                kind=args.model, largest_batch=64 if args.quick else 32,
-                                progress=lambda s: print(s, flush=True))  # fmt: skip
-        print(f"permutation {k + 1}/{permutations} done ({time.monotonic() - t0:.0f}s)", flush=True)
-    title = f"Leukemia, scenario {args.scenario} ({'simulated' if not (args.data or args.geo) else 'your'} cohort, model {args.model})"  # noqa: E501
-    print(write_report(rows, args.out, title=title, paper=PAPER.get(args.scenario)))
-    print(f"wrote {args.out}/results.csv, summary.md, metrics.png", flush=True)
+            return draw_nodes(load_cohort(args), design, seed), None
+        return simulated_nodes(args.scenario, scale, genes, seed), None
+
+    run_experiment(args, QUICK, make_nodes, name="leukemia", paper=PAPER.get(args.scenario))
     return 0
 
 

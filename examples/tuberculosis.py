@@ -14,18 +14,15 @@ use yours. Writes ``results.csv``, ``summary.md`` and ``metrics.png`` to ``--out
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
-from pathlib import Path
 
-from swarmlib.datasets import StudySpec, simulate_cohort
+from swarmlib.datasets import Cohort, StudySpec, simulate_cohort
 from swarmlib.experiments import (
-    add_data_arguments,
+    QuickSettings,
     draw_nodes,
+    experiment_parser,
     load_cohort,
-    run_permutation,
-    write_report,
+    run_experiment,
 )
 
 #: ((TB cases, controls) per node, (cases, controls) of the held-out test set), from the paper.
@@ -42,34 +39,15 @@ PAPER = {
 }
 
 
+QUICK = QuickSettings(scale=0.5, genes=500, epochs=20, largest_batch=16)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", choices=sorted(DESIGNS), default="fig3a")
-    parser.add_argument("--permutations", type=int, default=5)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--model", choices=["paper", "lasso"], default="paper")
-    parser.add_argument("--epochs", type=int, help="default 100, 20 with --quick")
-    parser.add_argument("--genes", type=int, help="simulated genes (2000; 500 with --quick)")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="reduced run: half the samples, fewer genes, epochs and permutations",
-    )
-    add_data_arguments(parser)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    epochs = args.epochs or (20 if args.quick else 100)
-    genes = args.genes or (500 if args.quick else 2000)
-    permutations = min(args.permutations, 2) if args.quick else args.permutations
-    scale = 0.5 if args.quick else 1.0
+    args = experiment_parser(__doc__, list(DESIGNS), QUICK).parse_args(argv)
     nodes_design, test_design = DESIGNS[args.scenario]
-    design = [(round(a * scale), round(c * scale)) for a, c in [*nodes_design, test_design]]
-    t0 = time.monotonic()
-    print(f"tuberculosis {args.scenario}: {permutations} permutation(s), {epochs} epochs, "
-          f"model {args.model}", flush=True)  # fmt: skip
-    rows = []
-    for k in range(permutations):
-        seed = args.seed + k
+
+    def make_nodes(seed: int, scale: float, genes: int) -> tuple[list[Cohort], Cohort]:
+        design = [(round(a * scale), round(c * scale)) for a, c in [*nodes_design, test_design]]
         if args.data or args.geo:
             pool = load_cohort(args)
         else:  # eight studies on two platforms, pooled as the paper pooled dataset B
@@ -78,14 +56,9 @@ def main(argv: list[str] | None = None) -> int:
                      for i in range(8)]  # fmt: skip
             pool = simulate_cohort(specs, genes=genes, effect=0.7, seed=seed)
         *nodes, test = draw_nodes(pool, design, seed)
-        rows += run_permutation(nodes, seed, workdir=args.out / "work", epochs=epochs,
-                                kind=args.model, test=test, largest_batch=16,
-                                progress=lambda s: print(s, flush=True))  # fmt: skip
-        print(f"permutation {k + 1}/{permutations} done ({time.monotonic() - t0:.0f}s)", flush=True)
-    source = "your" if args.data or args.geo else "simulated"
-    title = f"Tuberculosis, scenario {args.scenario} ({source} cohort, model {args.model})"
-    print(write_report(rows, args.out, title=title, paper=PAPER.get(args.scenario)))
-    print(f"wrote {args.out}/results.csv, summary.md, metrics.png", flush=True)
+        return nodes, test
+
+    run_experiment(args, QUICK, make_nodes, name="tuberculosis", paper=PAPER.get(args.scenario))
     return 0
 
 

@@ -45,12 +45,15 @@ __all__ = [
     "METRICS",
     "PAPER_NETWORK",
     "Permutation",
+    "QuickSettings",
     "add_data_arguments",
     "build_model",
     "draw_nodes",
+    "experiment_parser",
     "load_cohort",
     "metrics",
     "prepare",
+    "run_experiment",
     "run_permutation",
     "write_report",
 ]
@@ -184,6 +187,72 @@ def draw_nodes(pool: Cohort, design: list[tuple[int, int]], seed: int) -> list[C
         chosen = [cases.pop() for _ in range(a)] + [controls.pop() for _ in range(c)]
         nodes.append(pool.subset(np.array(sorted(chosen))))
     return nodes
+
+
+@dataclass(frozen=True)
+class QuickSettings:
+    """What ``--quick`` changes: sample fraction, genes, epochs, largest batch."""
+
+    scale: float
+    genes: int = 500
+    epochs: int = 12
+    largest_batch: int = 32
+
+
+def experiment_parser(doc: str, scenarios: Sequence[str], quick: QuickSettings) -> Any:
+    """The command line shared by the paper's example scripts."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--scenario", choices=sorted(scenarios), default=scenarios[0])
+    parser.add_argument("--permutations", type=int, default=5)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model", choices=["paper", "lasso"], default="paper")
+    parser.add_argument("--epochs", type=int, help=f"default 100, {quick.epochs} with --quick")
+    parser.add_argument("--genes", type=int, help=f"simulated genes (2000; {quick.genes} quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"reduced run: {quick.scale:g} of the samples, fewer genes, epochs "
+                             "and permutations")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0)
+    add_data_arguments(parser)
+    return parser
+
+
+def run_experiment(
+    args: argparse.Namespace,
+    quick: QuickSettings,
+    make_nodes: Callable[[int, float, int], tuple[list[Cohort], Cohort | None]],
+    *,
+    name: str,
+    paper: dict[str, str] | None,
+) -> str:
+    """Run ``args.permutations`` permutations and write the report; returns the summary.
+
+    Args:
+        make_nodes: ``(seed, sample fraction, genes) -> (node cohorts, test cohort
+            or None for the union of the nodes' 20 %)``.
+    """
+    epochs = args.epochs or (quick.epochs if args.quick else 100)
+    genes = args.genes or (quick.genes if args.quick else 2000)
+    permutations = min(args.permutations, 2) if args.quick else args.permutations
+    scale = quick.scale if args.quick else 1.0
+    started = time.monotonic()
+    print(f"{name} {args.scenario}: {permutations} permutation(s), {epochs} epochs, model "
+          f"{args.model}", flush=True)  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    for k in range(permutations):
+        seed = args.seed + k
+        nodes, test = make_nodes(seed, scale, genes)
+        rows += run_permutation(nodes, seed, workdir=args.out / "work", epochs=epochs,
+                                kind=args.model, test=test,
+                                largest_batch=quick.largest_batch if args.quick else 32,
+                                progress=lambda s: print(s, flush=True))  # fmt: skip
+        print(f"permutation {k + 1}/{permutations} done ({time.monotonic() - started:.0f}s)",
+              flush=True)  # fmt: skip
+    source = "your" if args.data or args.geo else "simulated"
+    title = f"{name.capitalize()}, scenario {args.scenario} ({source} cohort, model {args.model})"
+    summary = write_report(rows, args.out, title=title, paper=paper)
+    print(summary)
+    print(f"wrote {args.out}/results.csv, summary.md, metrics.png", flush=True)
+    return summary
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
