@@ -241,6 +241,18 @@ def test_a_refused_call_carries_the_contract_error_like_a_refused_estimate(swarm
         assert str(caught.value.data).removeprefix("0x").startswith(selector.removeprefix("0x"))
 
 
+def test_a_node_counts_its_nonce_and_recovers_when_its_account_sent_elsewhere(
+    swarm: Swarm,
+) -> None:
+    swarm.admin.create_session("s", min_peers=1, quorum_wait=0)
+    node = swarm.nodes[0]
+    node.ready("s", 0, 0, 10)  # the node now counts its nonce itself
+    twin = LedgerClient(swarm.w3, swarm.admin.address, node.account)  # same key, elsewhere
+    twin.ready("s", 1, 0, 10)
+    node.ready("s", 2, 0, 10)  # its count is stale: the chain refuses it, it asks and resends
+    assert [swarm.admin.vote("s", r, 0, swarm.addr(0)).voted for r in range(3)] == [True] * 3
+
+
 def test_waiting_for_an_unreachable_quorum_fails_in_bounded_time(swarm: Swarm) -> None:
     swarm.admin.create_session("s", min_peers=3, quorum_wait=0, round_timeout=2)
     swarm.nodes[0].ready("s", 0, 0, 10)

@@ -125,7 +125,7 @@ def test_a_late_node_joins_the_current_round_and_keeps_in_step(
     _, envs = _swarm(chain, tmp_path, 3, min_peers=2, quorum_wait=3, round_timeout=600)
     for env in envs:
         env["TEST_PACE"] = "0.8"
-    envs[2]["TEST_START_AFTER_ROUND"] = "1"  # rounds 0 and 1 close without node 2
+    envs[2]["TEST_START_AFTER_ROUND"] = "3"  # rounds 0 to 3 close without node 2
     out = _run(envs, 10, [100, 100, 100])
     assert [status for status, _ in out[:2]] == ["ok", "ok"], out
     # node 2 still has rounds to go when the others finish and leave the session: it learns

@@ -22,14 +22,13 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted
+from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.types import TxReceipt
 
 from swarmlib import errors
 from swarmlib.errors import (
     ConfigurationError,
     ContractRevert,
-    InsufficientFunds,
     NoContract,
     QuorumTimeout,
     SwarmEnded,
@@ -37,6 +36,7 @@ from swarmlib.errors import (
 )
 from swarmlib.ledger.artifact import load_artifact
 from swarmlib.ledger.chain import with_retries
+from swarmlib.ledger.signer import Signer
 
 __all__ = [
     "LedgerClient",
@@ -175,6 +175,7 @@ class LedgerClient:
         self.w3 = w3
         self.account = account
         self.tx_timeout = tx_timeout
+        self._signer: Signer | None = None
         self.rpc = rpc or str(getattr(w3.provider, "endpoint_uri", "embedded"))
         try:
             self.address = to_checksum_address(address)
@@ -199,11 +200,11 @@ class LedgerClient:
         """Deploy a new SwarmLedger with ``account`` as its first admin."""
         artifact = load_artifact()
         factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-        probe = cls.__new__(cls)
-        probe.w3, probe.account, probe.tx_timeout = w3, account, tx_timeout
-        probe.rpc = rpc or str(getattr(w3.provider, "endpoint_uri", "embedded"))
-        probe._errors = _error_selectors(artifact.abi)
-        receipt = probe._send(factory.constructor(), "deploy SwarmLedger")
+        selectors = _error_selectors(artifact.abi)
+        url = rpc or str(getattr(w3.provider, "endpoint_uri", "embedded"))
+        signer = Signer(w3, account, rpc=url, tx_timeout=tx_timeout,
+                        revert=lambda e, what: _decode_revert(e, what, selectors))  # fmt: skip
+        receipt = signer.send(factory.constructor(), "deploy SwarmLedger")
         address = receipt["contractAddress"]
         assert address is not None
         logger.info("Deployed SwarmLedger at %s (gas %d)", address, receipt["gasUsed"])
@@ -436,11 +437,6 @@ class LedgerClient:
 
     # ---------------------------------------------------------------- plumbing
 
-    def _chain_id(self) -> int:
-        if getattr(self, "_cached_chain_id", None) is None:
-            self._cached_chain_id = int(self._rpc(lambda: self.w3.eth.chain_id, "eth_chainId"))
-        return int(self._cached_chain_id)
-
     def _rpc(self, call: Callable[[], T], what: str) -> T:
         return with_retries(call, what, self.rpc)
 
@@ -451,92 +447,34 @@ class LedgerClient:
             raise self._revert(e, fn.fn_name) from e
 
     def _revert(self, e: Exception, what: str) -> ContractRevert:
-        data = getattr(e, "data", None)
-        if isinstance(data, dict):
-            data = data.get("data")
-        raw = bytes.fromhex(data[2:]) if isinstance(data, str) and data.startswith("0x") else b""
-        known = self._errors.get(raw[:4])
-        if known is None:
-            return ContractRevert(f"The contract refused {what}: {e}", error="", args=())
-        name, types = known
-        args = tuple(abi_decode(types, raw[4:]))
-        cls = getattr(errors, name, ContractRevert)
-        revert: ContractRevert = cls(_explain(name, args, what), error=name, args=args)
-        return revert
+        return _decode_revert(e, what, self._errors)
 
     def _send(self, fn: Any, what: str) -> TxReceipt:
         """Simulate, sign locally, send, await the receipt and check its status."""
         if self.account is None:
             raise ConfigurationError(f"{what} needs an account to sign with; pass `account`.")
-        sender = self.account.address
-        try:
-            gas = int(self._rpc(lambda: fn.estimate_gas({"from": sender}), "eth_estimateGas"))
-        except (ContractCustomError, ContractLogicError) as e:
-            raise self._revert(e, what) from e
-        except Exception as e:  # some chains refuse to estimate for an unfunded sender
-            text = str(e).lower()
-            if "afford" in text or "insufficient funds" in text:
-                raise InsufficientFunds(
-                    f"Account {sender} cannot pay for {what}: {e}. Fund the account on {self.rpc}."
-                ) from e
-            raise
-        w3 = self.w3
-        nonce = self._rpc(lambda: w3.eth.get_transaction_count(sender, "pending"), "nonce")
-        base = self._rpc(lambda: w3.eth.get_block("latest"), "eth_getBlock").get("baseFeePerGas")
-        tx: dict[str, Any] = {
-            "from": sender,
-            "nonce": nonce,
-            # the estimate is for the chain as it is now; by the time the transaction is
-            # mined another vote may have made this one the first or the closing vote of a
-            # round, which costs more. Unused gas is not charged.
-            "gas": gas * 2 + 100_000,
-            "chainId": self._chain_id(),
-        }
-        if base is not None:
-            tip = 10**9
-            tx["maxPriorityFeePerGas"] = tip
-            tx["maxFeePerGas"] = 2 * int(base) + tip
-            price = tx["maxFeePerGas"]
-        else:
-            tx["gasPrice"] = price = self._rpc(lambda: w3.eth.gas_price, "eth_gasPrice")
-        cost = tx["gas"] * price
-        balance = self._rpc(lambda: w3.eth.get_balance(sender), "eth_getBalance")
-        if balance < cost:
-            raise InsufficientFunds(
-                f"Account {sender} has {balance} wei but {what} may cost up to {cost} wei "
-                f"({tx['gas']} gas at {price} wei). Fund the account on {self.rpc}."
-            )
-        built = fn.build_transaction(tx)
-        signed = self.account.sign_transaction(built)
-        tx_hash = self._rpc(
-            lambda: w3.eth.send_raw_transaction(signed.raw_transaction), "eth_sendRawTransaction"
-        )
-        try:
-            receipt = self._rpc(
-                lambda: w3.eth.wait_for_transaction_receipt(
-                    tx_hash, timeout=self.tx_timeout, poll_latency=0.02
-                ),
-                "eth_getTransactionReceipt",
-            )
-        except TimeExhausted as e:
-            raise TransactionFailed(
-                f"{what} (tx {tx_hash.hex()}) was not mined within {self.tx_timeout:g}s on "
-                f"{self.rpc}. Is the chain producing blocks?"
-            ) from e
-        if receipt["status"] != 1:
-            try:  # the chain changed under the transaction: name the refusal if there is one
-                fn.call({"from": sender})
-            except (ContractCustomError, ContractLogicError) as e:
-                raise self._revert(e, what) from e
-            raise TransactionFailed(
-                f"{what} (tx {tx_hash.hex()}) was mined but failed (status 0, gas used "
-                f"{receipt['gasUsed']}). The chain state changed between the check and the "
-                "transaction; retry."
-            )
-        logger.debug(
-            "%s mined in block %d, gas %d", what, receipt["blockNumber"], receipt["gasUsed"]
-        )
-        return receipt
+        if self._signer is None:
+            self._signer = Signer(self.w3, self.account, rpc=self.rpc,
+                                  tx_timeout=self.tx_timeout, revert=self._revert)  # fmt: skip
+        return self._signer.send(fn, what)
+
+
+def _decode_revert(
+    e: Exception, what: str, selectors: dict[bytes, tuple[str, list[str]]]
+) -> ContractRevert:
+    """The named :class:`ContractRevert` subclass of a custom-error revert."""
+    data = getattr(e, "data", None)
+    if isinstance(data, dict):
+        data = data.get("data")
+    raw = bytes.fromhex(data[2:]) if isinstance(data, str) and data.startswith("0x") else b""
+    known = selectors.get(raw[:4])
+    if known is None:
+        return ContractRevert(f"The contract refused {what}: {e}", error="", args=())
+    name, types = known
+    args = tuple(abi_decode(types, raw[4:]))
+    cls = getattr(errors, name, ContractRevert)
+    revert: ContractRevert = cls(_explain(name, args, what), error=name, args=args)
+    return revert
 
 
 def _explain(name: str, args: tuple[Any, ...], what: str) -> str:
