@@ -3,8 +3,8 @@
 Each node (a process started by `swarmlib run`) trains the same network twice on
 its own synthetic data, with the same epochs and batch size: once with a plain
 `fit`, once with `SwarmCallback` syncing once per epoch (plus the initial and
-final syncs). All nodes run each phase at the same time, so both phases see the
-same contention on this machine. The last line is
+final syncs). All nodes run each phase at the same time (a tiny barrier round starts
+the swarm phase together), so both phases see the same contention on this machine. The last line is
 
     overhead nodes=N sync_frequency=F plain_s=<slowest> swarm_s=<slowest> ratio=<swarm/plain>
 
@@ -43,7 +43,8 @@ def network():  # type: ignore[no-untyped-def]
 def node(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from swarmlib import SwarmCallback
+    from swarmlib.callback import SwarmCallback
+    from swarmlib.node import SwarmNode
 
     index = int(os.environ["SWARMLIB_NODE_INDEX"])
     rng = np.random.default_rng(index)
@@ -55,15 +56,24 @@ def node(args: argparse.Namespace) -> None:
     plain.fit(x, y, epochs=args.epochs, batch_size=args.batch, verbose=0)
     plain_s = time.perf_counter() - t
     swarm = network()
+    # a barrier (one tiny round) so that every node starts the swarm phase together: without
+    # it the nodes that finished their plain phase first would count waiting for the others
+    member = SwarmNode.from_env()
+    member.join()
+    member.sync([np.zeros(1, np.float32)], 1)
     callback = SwarmCallback(sync_frequency=steps, min_peers=args.nodes, batch_size=args.batch,
-                             verbose=0)  # fmt: skip
+                             verbose=0, node=member)  # fmt: skip
     t = time.perf_counter()
     swarm.fit(x, y, epochs=args.epochs, batch_size=args.batch, verbose=0, callbacks=[callback])
     swarm_s = time.perf_counter() - t
     params = swarm.count_params()
     out = Path(os.environ["SWARMLIB_WORKDIR"]) / f"overhead-{index}.json"
+    timing = {k: float(np.mean([h.get(k, 0.0) for h in callback.history[1:]]))
+              for k in ("vote_s", "wait_s", "exchange_s", "seconds")}  # fmt: skip
     out.write_text(json.dumps({"plain_s": plain_s, "swarm_s": swarm_s, "params": params,
-                               "rounds": len(callback.history), "steps": steps}))  # fmt: skip
+                               "rounds": len(callback.history), "steps": steps,
+                               "initial_s": callback.history[0]["seconds"],
+                               **timing}))  # fmt: skip
     print(f"plain {plain_s:.1f}s, swarm {swarm_s:.1f}s, {params:,} parameters, "
           f"{len(callback.history)} rounds", flush=True)  # fmt: skip
 
@@ -91,6 +101,11 @@ def main() -> int:
     swarm_s = max(r["swarm_s"] for r in results)
     print(f"{results[0]['params']:,} parameters, {results[0]['rounds']} rounds per node, "
           f"{args.epochs} epochs of {results[0]['steps']} batches")  # fmt: skip
+    for i, r in enumerate(results):
+        print(f"node {i}: plain {r['plain_s']:.2f}s, swarm {r['swarm_s']:.2f}s (initial sync "
+              f"{r['initial_s']:.2f}s); per later "
+              f"round {r['seconds']:.2f}s = vote {r['vote_s']:.2f} + agree {r['wait_s']:.2f} + "
+              f"exchange {r['exchange_s']:.2f}")  # fmt: skip
     print(f"overhead nodes={args.nodes} sync_frequency={results[0]['steps']} "
           f"plain_s={plain_s:.2f} swarm_s={swarm_s:.2f} ratio={swarm_s / plain_s:.2f}")  # fmt: skip
     return 0
