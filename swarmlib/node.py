@@ -90,6 +90,7 @@ _REQUIRED = ("contract", "session", "key_file")
 
 #: Attempts of one round before sync() gives up with the last attempt's error.
 MAX_ATTEMPTS = 5
+_MEMBER_REFRESH_S = 2.0  # least time between chain reads of the member list (model server)
 
 
 @dataclass
@@ -240,6 +241,7 @@ class SwarmNode:
         c = self.config
         host = self.exchange.endpoint[len("tcp://") :].rpartition(":")[0]
         self._member_keys: set[bytes] = set()
+        self._members_read_at = -_MEMBER_REFRESH_S
         self._reader_lock = threading.Lock()
         # the admission check runs in ZeroMQ's authenticator thread: give it its own
         # connection (an in-process embedded chain has no second connection to give)
@@ -255,9 +257,15 @@ class SwarmNode:
         self.advertised = f"{self.exchange.endpoint} {fetch}"
 
     def _admits(self, key: bytes) -> bool:
-        """Whether a Z85 CURVE key belongs to an active member (asks the chain on a miss)."""
+        """Whether a Z85 CURVE key belongs to an active member (asks the chain on a miss).
+
+        The chain is asked at most every few seconds, so that a stranger knocking
+        again and again does not turn into a stream of chain reads.
+        """
         with self._reader_lock:
-            if key not in self._member_keys and self._reader is not None:
+            stale = time.monotonic() - self._members_read_at > _MEMBER_REFRESH_S
+            if key not in self._member_keys and self._reader is not None and stale:
+                self._members_read_at = time.monotonic()
                 self._member_keys = {
                     bytes(z85.encode(m.curve_key))
                     for m in self._reader.members()
