@@ -1013,12 +1013,15 @@ class ShardedExchange:
         layout: Layout | None,
     ) -> np.ndarray:
         a, b = st.bounds[st.me]
+        # merge in the order of the participants' names, not of their votes: float sums
+        # depend on order, and a swarm should give the same model however its votes raced
+        order = sorted(range(len(st.peers)), key=lambda j: st.peers[j].name)
         shards, weights = [], []
-        for j in range(len(st.peers)):
+        for j in order:
             shard, w = (own[a:b], weight) if j == st.me else st.contribs[j]
             shards.append(shard)
             weights.append(w)
-        names = [p.name for p in st.peers]
+        names = [st.peers[j].name for j in order]
         ctx = ShardContext(
             peers=names, offset=a, layout=layout, reduce=lambda p: self._reduce(st, p)
         )
@@ -1027,7 +1030,7 @@ class ShardedExchange:
         except MergeError as e:
             if e.peer is None:
                 raise
-            raise self._reject(st, names.index(e.peer), str(e)) from e
+            raise self._reject(st, order[names.index(e.peer)], str(e)) from e
 
     def _reduce(self, st: _Round, partial: np.ndarray) -> np.ndarray:
         """Sum ``partial`` over all owners, in participant order (identical everywhere)."""
