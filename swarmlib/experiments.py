@@ -349,9 +349,9 @@ def run_permutation(
                      **metrics(perm.y_test, np.asarray(r["local"]))})  # fmt: skip
     p_central = central.predict(perm.central_test, verbose=0)
     rows.append({"permutation": seed, "model": "central", **metrics(perm.y_test, p_central)})
-    swarm = [np.asarray(r["swarm"]) for r in results]
-    # every node holds the same swarm model; its predictions differ only by the node's scaling
-    rows.append({"permutation": seed, "model": "swarm", **metrics(perm.y_test, swarm[0])})
+    # every node holds the same swarm model; node 1's predictions (its scaling) stand for it
+    swarm = np.asarray(results[0]["swarm"])
+    rows.append({"permutation": seed, "model": "swarm", **metrics(perm.y_test, swarm)})
     return rows
 
 
