@@ -51,31 +51,44 @@ def node(args: argparse.Namespace) -> None:
     x = rng.normal(size=(args.samples, GENES)).astype("float32")
     y = (x[:, :50].sum(axis=1) > 0).astype("float32")
     steps = -(-args.samples // args.batch)
-    plain = network()
-    t = time.perf_counter()
-    plain.fit(x, y, epochs=args.epochs, batch_size=args.batch, verbose=0)
-    plain_s = time.perf_counter() - t
-    swarm = network()
-    # a barrier (one tiny round) so that every node starts the swarm phase together: without
-    # it the nodes that finished their plain phase first would count waiting for the others
     member = SwarmNode.from_env()
     member.join()
-    member.sync([np.zeros(1, np.float32)], 1)
-    callback = SwarmCallback(sync_frequency=steps, min_peers=args.nodes, batch_size=args.batch,
-                             verbose=0, node=member)  # fmt: skip
-    t = time.perf_counter()
-    swarm.fit(x, y, epochs=args.epochs, batch_size=args.batch, verbose=0, callbacks=[callback])
-    swarm_s = time.perf_counter() - t
+
+    def barrier() -> None:
+        # one tiny round, so that every node starts the next phase at the same moment: both
+        # phases then see the same contention, and no node counts waiting for the others
+        member.sync([np.zeros(1, np.float32)], 1)
+
+    plain_s = swarm_s = 0.0
+    initial: list[float] = []  # the initial sync of each swarm fit
+    later: list[dict[str, float]] = []  # its other rounds
+    for _ in range(args.repeats):
+        plain = network()
+        barrier()
+        t = time.perf_counter()
+        plain.fit(x, y, epochs=args.epochs, batch_size=args.batch, verbose=0)
+        plain_s += time.perf_counter() - t
+        swarm = network()
+        callback = SwarmCallback(sync_frequency=steps, min_peers=args.nodes,
+                                 batch_size=args.batch, verbose=0, node=member)  # fmt: skip
+        barrier()
+        t = time.perf_counter()
+        swarm.fit(x, y, epochs=args.epochs, batch_size=args.batch, verbose=0,
+                  callbacks=[callback])  # fmt: skip
+        swarm_s += time.perf_counter() - t
+        initial.append(callback.history[0]["seconds"])
+        later += callback.history[1:]
     params = swarm.count_params()
     out = Path(os.environ["SWARMLIB_WORKDIR"]) / f"overhead-{index}.json"
-    timing = {k: float(np.mean([h.get(k, 0.0) for h in callback.history[1:]]))
+    timing = {k: float(np.mean([h.get(k, 0.0) for h in later]))
               for k in ("vote_s", "wait_s", "exchange_s", "seconds")}  # fmt: skip
+    rounds = len(callback.history)
     out.write_text(json.dumps({"plain_s": plain_s, "swarm_s": swarm_s, "params": params,
-                               "rounds": len(callback.history), "steps": steps,
-                               "initial_s": callback.history[0]["seconds"],
-                               **timing}))  # fmt: skip
+                               "rounds": rounds, "steps": steps,
+                               "initial_s": float(np.mean(initial)), **timing,
+                               "history": later}))  # fmt: skip
     print(f"plain {plain_s:.1f}s, swarm {swarm_s:.1f}s, {params:,} parameters, "
-          f"{len(callback.history)} rounds", flush=True)  # fmt: skip
+          f"{rounds} rounds per fit, {args.repeats} fit(s) each", flush=True)  # fmt: skip
 
 
 def main() -> int:
@@ -84,6 +97,8 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="plain/swarm pairs per node; times are summed over them")  # fmt: skip
     parser.add_argument("--node", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.node:
@@ -92,15 +107,22 @@ def main() -> int:
     from swarmlib.launcher import run_script
 
     workdir = Path(tempfile.mkdtemp(prefix="swarmlib-overhead-"))
+    import resource
+
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     code = run_script(args.nodes, __file__, ["--node", *sys.argv[1:]], workdir=workdir,
                       quorum_wait=30)  # fmt: skip
     if code:
         return code
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    chain_cpu_s = cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
     results = [json.loads(p.read_text()) for p in sorted(workdir.glob("overhead-*.json"))]
     plain_s = max(r["plain_s"] for r in results)
     swarm_s = max(r["swarm_s"] for r in results)
-    print(f"{results[0]['params']:,} parameters, {results[0]['rounds']} rounds per node, "
-          f"{args.epochs} epochs of {results[0]['steps']} batches")  # fmt: skip
+    print(f"{results[0]['params']:,} parameters; {args.repeats} x (plain fit, swarm fit) per "
+          f"node, each fit {args.epochs} epochs of {results[0]['steps']} batches, "
+          f"{results[0]['rounds']} rounds per swarm fit")  # fmt: skip
+    print(f"launcher (chain served by py-evm): {chain_cpu_s:.1f}s of CPU in the whole run")
     for i, r in enumerate(results):
         print(f"node {i}: plain {r['plain_s']:.2f}s, swarm {r['swarm_s']:.2f}s (initial sync "
               f"{r['initial_s']:.2f}s); per later "

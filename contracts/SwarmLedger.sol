@@ -280,6 +280,13 @@ contract SwarmLedger {
         return (m.spiffeId, m.active, m.registered, m.endpoint, m.curveKey, m.svidHash);
     }
 
+    /// @notice Several members' records in one call: a node reads every participant's endpoint
+    ///         and keys each round, and one call costs the chain far less than one per member.
+    function getMembers(address[] calldata accounts) external view returns (Member[] memory out) {
+        out = new Member[](accounts.length);
+        for (uint256 i = 0; i < accounts.length; i++) out[i] = members[accounts[i]];
+    }
+
     function memberAddresses() external view returns (address[] memory) {
         return memberList;
     }

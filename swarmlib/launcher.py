@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from eth_account import Account
+
 from swarmlib._files import write_private
 from swarmlib.errors import ConfigurationError, NodeProcessFailed
 from swarmlib.identity.devca import DevCA
@@ -36,6 +38,8 @@ __all__ = ["LocalSwarm", "run_nodes", "run_script"]
 logger = logging.getLogger(__name__)
 
 TRUST_DOMAIN = "swarm.local"
+MAX_NODES = 64  # processes on one machine; each holds a TensorFlow runtime
+_NODE_FUNDS = 10**20  # wei for a node without a dev account: 100 ether, far more than it spends
 _RESULT = "result.pkl"  # where a run_nodes child leaves fn's result for its parent
 T = TypeVar("T")
 
@@ -45,7 +49,8 @@ class LocalSwarm:
     """A dev chain, contract, session and N node identities on this machine.
 
     Args:
-        nodes: Number of nodes (at most 9: the dev chain has ten funded accounts).
+        nodes: Number of nodes (1 to 64). The first nine use the dev chain's funded
+            accounts; later ones get fresh keys, funded by the admin account.
         workdir: Folder for keys, SVIDs and outputs. Defaults to a new temporary one.
         session: Session name. Defaults to ``"swarm"``.
         min_peers: The session's ``min_peers``. Defaults to ``nodes``.
@@ -63,8 +68,8 @@ class LocalSwarm:
 
     def start(self) -> LocalSwarm:
         """Serve the chain, deploy, and prepare every node's identity and environment."""
-        if not 1 <= self.nodes <= 9:
-            raise ConfigurationError(f"-n must be between 1 and 9 (got {self.nodes}).")
+        if not 1 <= self.nodes <= MAX_NODES:
+            raise ConfigurationError(f"-n must be between 1 and {MAX_NODES} (got {self.nodes}).")
         self.workdir = Path(self.workdir or tempfile.mkdtemp(prefix="swarmlib-run-"))
         self.server = ChainServer(port=0)
         self.server.start()
@@ -82,10 +87,14 @@ class LocalSwarm:
         for i in range(self.nodes):
             folder = self.workdir / f"node-{i}"
             issued = ca.issue_files(f"spiffe://{TRUST_DOMAIN}/node-{i}", folder)
+            if i + 1 < len(accounts):
+                account = accounts[i + 1]
+            else:  # beyond the dev chain's own funded accounts
+                account = Account.create()
+                self.admin.fund(account.address, _NODE_FUNDS)
             key = folder / "eth.key"
-            key.write_text(accounts[i + 1].key.hex() + "\n")
-            key.chmod(0o600)
-            self.admin.add_member(accounts[i + 1].address, issued.spiffe_id)
+            write_private(key, (account.key.hex() + "\n").encode())
+            self.admin.add_member(account.address, issued.spiffe_id)
             self.envs.append(
                 {
                     "SWARMLIB_RPC": self.server.url,

@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -309,6 +309,25 @@ class SwarmNode:
 
     # ------------------------------------------------------------------ sync
 
+    def _nap(self) -> Callable[[float], None]:
+        """A sleep for waiting on the chain that wakes up when a peer's message arrives.
+
+        The first participant to see a round closed sends its keys and shards at
+        once, so the others look at the chain again without waiting for their next
+        poll. Messages are left for the exchange to read; once one is waiting, the
+        rest of this wait sleeps normally (the socket stays readable).
+        """
+        woken = False
+
+        def nap(seconds: float) -> None:
+            nonlocal woken
+            if woken:
+                time.sleep(seconds)
+            else:
+                woken = self.exchange.wait_for_traffic(seconds)
+
+        return nap
+
     def sync(
         self,
         weights: Sequence[np.ndarray],
@@ -368,7 +387,9 @@ class SwarmNode:
                 catching_up = True
                 continue
             t1 = time.perf_counter()
-            state = self.ledger.wait_for_round(self.config.session, self.round, attempt)
+            state = self.ledger.wait_for_round(
+                self.config.session, self.round, attempt, sleep=self._nap()
+            )
             if catching_up:
                 catching_up = False
                 caught_up = self._catch_up(state, vector)
@@ -480,8 +501,7 @@ class SwarmNode:
 
     def _peers(self, addresses: Sequence[str], excluded: set[str]) -> list[Peer]:
         peers = []
-        for address in addresses:
-            member = self.ledger.member(address)
+        for member in self.ledger.members_of(addresses):
             if member.spiffe_id in excluded:
                 continue
             self._members[member.spiffe_id] = member

@@ -99,6 +99,7 @@ def test_junk_on_the_data_port_is_dropped_and_the_round_completes(
     nodes: list[ShardedExchange], caplog: pytest.LogCaptureFixture
 ) -> None:
     target = nodes[0]
+    assert not target.wait_for_traffic(0.05)  # nothing sent yet
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
     push.connect(target.data_endpoint)
@@ -117,6 +118,8 @@ def test_junk_on_the_data_port_is_dropped_and_the_round_completes(
         push.send_multipart(frames)
     push.close(linger=2000)
     ctx.term()
+    # a node waiting for its round on chain wakes up for a message, and leaves it to the round
+    assert target.wait_for_traffic(5)
     with caplog.at_level(logging.INFO, logger="swarmlib.transport.exchange"):
         res = _results(_run(nodes, _vectors(3)))
     np.testing.assert_array_equal(res[0].vector, Mean()(_vectors(3)))

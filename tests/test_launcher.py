@@ -52,3 +52,19 @@ def test_a_failing_node_function_raises_with_its_error(tmp_path: Path) -> None:
     with pytest.raises(errors.NodeProcessFailed, match="ValueError: no data for node 1"):
         run_nodes(_notebook_function(), 2, workdir=tmp_path, timeout=240,
                   extra_env={"TEST_FAIL_NODE": "1"})  # fmt: skip
+
+
+@pytest.mark.slow
+def test_more_nodes_than_the_dev_chain_has_accounts_are_funded_and_merge(tmp_path: Path) -> None:
+    # the dev chain funds ten accounts (an admin and nine nodes); the tenth node onwards gets a
+    # fresh key paid for by the admin, so the paper's 32-node scenario can run on one machine
+    n = 12
+    results = run_nodes(_notebook_function(), n, workdir=tmp_path, timeout=400)
+    weights = np.arange(1, n + 1) * 10.0
+    expected = float(np.arange(n) @ weights / weights.sum())
+    assert [index for index, _ in results] == list(range(n))
+    for _, merged in results:
+        np.testing.assert_allclose(merged, np.full(4, expected, np.float32), rtol=1e-6)
+    keys = sorted(tmp_path.glob("node-*/eth.key"))
+    assert len({k.read_text() for k in keys}) == n
+    assert all(k.stat().st_mode & 0o077 == 0 for k in keys)

@@ -77,6 +77,11 @@ def test_members_are_bound_to_spiffe_ids_and_register_their_transport(swarm: Swa
     assert not swarm.admin.member(swarm.addr(3)).registered
     assert swarm.admin.active_member_count() == 4
     assert [x.address for x in swarm.admin.members()] == [swarm.addr(i) for i in range(4)]
+    # one call for several records (a node reads its round's participants so), in the order asked
+    stranger = swarm.outsider.account.address  # type: ignore[union-attr]
+    batch = swarm.admin.members_of([swarm.addr(2), stranger, swarm.addr(0)])
+    assert batch == [swarm.admin.member(a) for a in (swarm.addr(2), stranger, swarm.addr(0))]
+    assert not batch[1].active and batch[1].spiffe_id == ""
 
 
 @pytest.mark.parametrize(
@@ -251,6 +256,30 @@ def test_a_node_counts_its_nonce_and_recovers_when_its_account_sent_elsewhere(
     twin.ready("s", 1, 0, 10)
     node.ready("s", 2, 0, 10)  # its count is stale: the chain refuses it, it asks and resends
     assert [swarm.admin.vote("s", r, 0, swarm.addr(0)).voted for r in range(3)] == [True] * 3
+
+
+def test_a_vote_is_simulated_with_eth_call_and_a_refusal_mines_nothing(swarm: Swarm) -> None:
+    swarm.admin.create_session("s", min_peers=3)
+    node = swarm.nodes[0]
+    node.ready("s", 0, 0, 10)  # the first vote estimates the gas of `ready`
+    block = swarm.w3.eth.block_number
+    with pytest.raises(errors.AlreadyVoted, match="already voted"):
+        node.ready("s", 0, 0, 10)
+    assert swarm.w3.eth.block_number == block
+
+
+def test_a_vote_that_runs_out_of_gas_is_estimated_again_and_resent(swarm: Swarm) -> None:
+    # the kept gas limit can fall short when a vote costs more than the one it was estimated
+    # for (a closing vote of a large round); the node re-estimates and sends it again, once
+    swarm.admin.create_session("s", min_peers=1, quorum_wait=0)
+    node = swarm.nodes[0]
+    node.ready("s", 0, 0, 10)
+    node._signer._limits["ready"] = 30_000  # type: ignore[union-attr]
+    block = swarm.w3.eth.block_number
+    node.ready("s", 1, 0, 10)
+    assert swarm.admin.vote("s", 1, 0, swarm.addr(0)).voted
+    assert swarm.w3.eth.block_number == block + 2  # the failed transaction, then the vote
+    assert node._signer._limits["ready"] > 100_000  # type: ignore[union-attr]
 
 
 def test_waiting_for_an_unreachable_quorum_fails_in_bounded_time(swarm: Swarm) -> None:

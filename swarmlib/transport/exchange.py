@@ -309,6 +309,9 @@ class ShardedExchange:
         self._poller = zmq.Poller()
         self._poller.register(self._ctl_in, zmq.POLLIN)
         self._poller.register(self._data_in, zmq.POLLIN)
+        self._arrivals = zmq.Poller()  # the same two sockets, without the connection monitors
+        self._arrivals.register(self._ctl_in, zmq.POLLIN)
+        self._arrivals.register(self._data_in, zmq.POLLIN)
         self._closed = False
         self._last_round: tuple[int, int] | None = None
 
@@ -318,6 +321,15 @@ class ShardedExchange:
     def public_key(self) -> bytes:
         """This node's Z85 CURVE public key."""
         return self.keypair.public
+
+    def wait_for_traffic(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for a peer's message, without reading it.
+
+        Returns True as soon as one is waiting. A node that waits for its round to
+        close on chain sleeps here, so that it looks at the chain again the moment
+        a peer has begun the round instead of at its next poll.
+        """
+        return bool(self._arrivals.poll(max(0, int(seconds * 1000))))
 
     def close(self) -> None:
         """Close every socket and the context (waits up to ``linger_ms`` for queued sends)."""
