@@ -368,7 +368,7 @@ class SwarmNode:
         while True:
             t0 = time.perf_counter()
             try:
-                self.ledger.ready(
+                receipt = self.ledger.ready(
                     self.config.session, self.round, attempt, n_samples, self.last_hash
                 )
             except RoundClosed:
@@ -388,7 +388,7 @@ class SwarmNode:
                 continue
             t1 = time.perf_counter()
             state = self.ledger.wait_for_round(
-                self.config.session, self.round, attempt, sleep=self._nap()
+                self.config.session, self.round, attempt, sleep=self._nap(), vote=receipt
             )
             if catching_up:
                 catching_up = False

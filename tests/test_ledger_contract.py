@@ -121,14 +121,20 @@ def test_non_members_and_removed_members_are_refused(swarm: Swarm) -> None:
 def test_round_closes_when_every_member_voted_in_vote_order(swarm: Swarm) -> None:
     swarm.admin.create_session("s", min_peers=2, quorum_wait=600)
     swarm.nodes[2].ready("s", 0, 0, 30)
-    swarm.nodes[0].ready("s", 0, 0, 10)
+    first = swarm.nodes[0].ready("s", 0, 0, 10)
     assert not swarm.admin.round("s", 0).closed  # min_peers reached, wait not over, one missing
     with pytest.raises(errors.AlreadyVoted):
         swarm.nodes[0].ready("s", 0, 0, 10)
-    swarm.nodes[1].ready("s", 0, 0, 20)
+    closing = swarm.nodes[1].ready("s", 0, 0, 20)
     state = swarm.admin.round("s", 0)
     assert state.closed
     assert state.participants == (swarm.addr(2), swarm.addr(0), swarm.addr(1))
+    # the closing voter learns the participants from its own receipt, without reading the round
+    # (opened_at is unknown there); another voter's receipt does not close it: it reads the chain
+    from_receipt = swarm.nodes[1].wait_for_round("s", 0, vote=closing)
+    assert (from_receipt.participants, from_receipt.closed, from_receipt.opened_at) == (
+        state.participants, True, 0)  # fmt: skip
+    assert swarm.nodes[0].wait_for_round("s", 0, vote=first) == state
     swarm.add(3)
     swarm.nodes[3].register("tcp://late:1", b"\x03" * 32)
     with pytest.raises(errors.RoundClosed):  # a late member waits for the next round

@@ -23,6 +23,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError
+from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from swarmlib import errors
@@ -406,6 +407,7 @@ class LedgerClient:
         poll: float = 0.02,
         max_poll: float = 0.25,
         sleep: Callable[[float], object] = time.sleep,
+        vote: TxReceipt | None = None,
     ) -> RoundInfo:
         """Wait until a round attempt closes, closing it once its quorum wait has passed.
 
@@ -422,6 +424,10 @@ class LedgerClient:
             timeout: Seconds to wait. Defaults to the session's round timeout.
             sleep: Called between polls with the seconds to wait; it may return
                 early (the node wakes up when a peer's message arrives).
+            vote: The receipt of this node's ``ready``. When that vote closed
+                the round, its ``RoundAgreed`` event already names the
+                participants and nothing is read from the chain (``opened_at``
+                is then 0: the event does not carry it).
 
         Returns:
             The closed round, with its participants in vote order.
@@ -433,6 +439,10 @@ class LedgerClient:
                 quorum wait has passed, not after the round timeout.
             ChainUnreachable: the chain stopped answering.
         """
+        if vote is not None:
+            agreed = self._agreed(vote, session, round_id, attempt)
+            if agreed is not None:
+                return agreed
         info = self.session(session)
         limit = float(info.round_timeout if timeout is None else timeout)
         deadline = time.monotonic() + limit
@@ -485,6 +495,17 @@ class LedgerClient:
                 )
             sleep(delay)
             delay = min(max_poll, delay * 1.5)
+
+    def _agreed(
+        self, receipt: TxReceipt, session: str, round_id: int, attempt: int
+    ) -> RoundInfo | None:
+        """The round that the transaction of ``receipt`` closed, if it closed this one."""
+        sid = session_id(session)
+        for event in self.contract.events.RoundAgreed().process_receipt(receipt, errors=DISCARD):
+            args = event["args"]
+            if (bytes(args["session"]), args["round"], args["attempt"]) == (sid, round_id, attempt):
+                return RoundInfo(round_id, attempt, 0, True, tuple(args["participants"]))
+        return None
 
     # ---------------------------------------------------------------- plumbing
 
