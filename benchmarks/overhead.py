@@ -1,14 +1,16 @@
 """What does Swarm Learning add to `fit`? The paper's leukemia network, 3 nodes, one sync per epoch.
 
-Each node (a process started by `swarmlib run`) trains the same network twice on
-its own synthetic data, with the same epochs and batch size: once with a plain
-`fit`, once with `SwarmCallback` syncing once per epoch (plus the initial and
-final syncs). All nodes run each phase at the same time (a tiny barrier round starts
-the swarm phase together), so both phases see the same contention on this machine. The last line is
+Each node (a process started by `swarmlib run`) trains the same network on its
+own synthetic data, with the same epochs and batch size, alternately with a plain
+`fit` and with `SwarmCallback` syncing once per epoch (plus the initial and final
+syncs), `--repeats` times. A tiny barrier round starts every phase on all nodes at
+the same moment, so both phases see the same contention on this machine. Times are
+summed over the repeats. It prints the CPU the launcher's chain used, each node's
+rounds (vote, agree, exchange), and as its last line
 
     overhead nodes=N sync_frequency=F plain_s=<slowest> swarm_s=<slowest> ratio=<swarm/plain>
 
-    python benchmarks/overhead.py [--nodes 3] [--epochs 3] [--samples 1024] [--batch 64]
+    python benchmarks/overhead.py [--nodes 3] [--epochs 3] [--repeats 2] [--samples 1024]
 """
 
 from __future__ import annotations

@@ -87,7 +87,9 @@ def build_model(genes: int, kind: str = "paper", seed: int = 0) -> Any:
     else:
         raise ValueError(f"Unknown model {kind!r}: 'paper' or 'lasso'.")
     model = keras.Sequential(layers)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    # a linear model takes larger steps: at 1e-3 it had not converged within the examples' epochs
+    rate = 1e-3 if kind == "paper" else 1e-2
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss="binary_crossentropy")
     return model
 
 
@@ -336,7 +338,10 @@ def run_permutation(
     progress(f"  permutation {seed}: {len(nodes)} nodes ({sizes} training samples, batch "
              f"sizes {batches}), local and swarm models in {len(nodes)} processes…")  # fmt: skip
     job = functools.partial(_node_job, str(folder), epochs, kind, seed)
-    results = run_nodes(job, len(nodes), workdir=folder / "swarm", quorum_wait=60)
+    # many processes on few cores start their rounds far apart: give them time
+    timeout = {"SWARMLIB_TIMEOUT": str(max(60, 10 * len(nodes)))}
+    results = run_nodes(job, len(nodes), workdir=folder / "swarm", quorum_wait=60,
+                        extra_env=timeout)  # fmt: skip
     progress(f"  permutation {seed}: nodes done in {time.monotonic() - started:.0f}s; "
              "central model…")  # fmt: skip
     central = build_model(perm.central_train[0].shape[1], kind, seed=seed + 99)

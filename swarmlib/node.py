@@ -388,7 +388,14 @@ class SwarmNode:
                 continue
             t1 = time.perf_counter()
             state = self.ledger.wait_for_round(
-                self.config.session, self.round, attempt, sleep=self._nap(), vote=receipt
+                self.config.session,
+                self.round,
+                attempt,
+                sleep=self._nap(),
+                vote=receipt,
+                # every waiting node polls the chain: a large swarm polls less often each, so
+                # that one chain serves it (the first participant's message wakes the rest)
+                max_poll=min(2.0, max(0.25, 0.06 * self.session.min_peers)),
             )
             if catching_up:
                 catching_up = False

@@ -84,15 +84,18 @@ def test_round_returns_identical_mean_and_its_hash(nodes: list[ShardedExchange])
 
 @pytest.mark.parametrize("strategy", ["first", "mean"])
 def test_a_participant_that_starts_its_round_late_is_waited_for(
-    nodes: list[ShardedExchange], strategy: str
+    nodes: list[ShardedExchange], strategy: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # n2 refuses the others' CURVE handshakes until it starts the round; with "first"
     # the others hold every value before n2 even starts, and must still let it in.
     vecs = _vectors(3)
-    for round_id in range(2):
-        res = _results(_run(nodes, vecs, round_id, strategy=strategy, delays=[0, 0, 1.5]))
-        assert len({r.sha256 for r in res}) == 1
-        assert [len(r.stats.participants) for r in res] == [3, 3, 3]
+    with caplog.at_level(logging.INFO, logger="swarmlib.transport.exchange"):
+        for round_id in range(2):
+            res = _results(_run(nodes, vecs, round_id, strategy=strategy, delays=[0, 0, 1.5]))
+            assert len({r.sha256 for r in res}) == 1
+            assert [len(r.stats.participants) for r in res] == [3, 3, 3]
+    # the others knocked again after pauses that doubled (0.2 s, 0.4 s, ...), not every 0.2 s
+    assert "retrying in 0.2s" in caplog.text and "retrying in 0.4s" in caplog.text
 
 
 def test_junk_on_the_data_port_is_dropped_and_the_round_completes(
