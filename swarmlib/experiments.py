@@ -11,9 +11,9 @@ designs on top of this module; it works the same on a user's own cohorts.
 
 Training rules: the paper's network (or an L1 logistic regression), Adam,
 binary cross-entropy, the same epochs everywhere; batch sizes grow with node
-size (the largest node uses 32) so that every node takes the same number of
-steps per epoch, which keeps the swarm's rounds in step (the paper chose batch
-sizes by dataset size); the swarm syncs once per epoch.
+size (the largest node uses 32) so that every node takes about the same number
+of steps per epoch (the paper chose batch sizes by dataset size); every node
+syncs at the end of each of its epochs, which keeps the swarm's rounds in step.
 """
 
 from __future__ import annotations
@@ -278,10 +278,13 @@ def load_cohort(args: argparse.Namespace) -> Cohort:
 
 
 def batch_sizes(sizes: Sequence[int], largest_batch: int = 32) -> tuple[int, list[int]]:
-    """Steps per epoch shared by all nodes, and each node's batch size for it.
+    """Steps per epoch of the largest node, and each node's batch size.
 
     The largest node uses batches of about ``largest_batch``; smaller nodes use
-    smaller batches, so that every node takes as many steps per epoch.
+    smaller batches, so that every node takes about as many steps per epoch
+    (one fewer when its size does not divide: 32 samples in batches of 3 take
+    11 steps, in batches of 2 sixteen, never 12). Each node therefore syncs at
+    the end of each of its own epochs, which keeps the swarm's rounds in step.
     """
     steps = max(1, math.ceil(max(sizes) / largest_batch))
     return steps, [max(1, math.ceil(n / steps)) for n in sizes]
@@ -295,7 +298,8 @@ def _node_job(folder: str, epochs: int, kind: str, seed: int) -> dict[str, list[
     count = int(os.environ["SWARMLIB_NODE_COUNT"])
     data = np.load(Path(folder) / f"node-{index}.npz")
     x, y, x_test = data["x"], data["y"], data["x_test"]
-    steps, batch = int(data["steps"]), int(data["batch"])
+    batch = int(data["batch"])
+    steps = -(-len(y) // batch)  # this node's steps per epoch: it syncs once per epoch
     local = build_model(x.shape[1], kind, seed=seed + index)
     local.fit(x, y, epochs=epochs, batch_size=batch, verbose=0)
     swarm = build_model(x.shape[1], kind, seed=seed + index)
@@ -328,12 +332,11 @@ def run_permutation(
 
     perm = prepare(nodes, seed, test)
     sizes = [len(y) for _, y in perm.node_train]
-    steps, batches = batch_sizes(sizes, largest_batch)
+    _, batches = batch_sizes(sizes, largest_batch)
     folder = workdir / f"perm-{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     for i, ((x, y), batch) in enumerate(zip(perm.node_train, batches, strict=True)):
-        np.savez(folder / f"node-{i}.npz", x=x, y=y, x_test=perm.test_by_node[i],
-                 steps=steps, batch=batch)  # fmt: skip
+        np.savez(folder / f"node-{i}.npz", x=x, y=y, x_test=perm.test_by_node[i], batch=batch)
     started = time.monotonic()
     progress(f"  permutation {seed}: {len(nodes)} nodes ({sizes} training samples, batch "
              f"sizes {batches}), local and swarm models in {len(nodes)} processes…")  # fmt: skip
