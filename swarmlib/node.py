@@ -55,6 +55,7 @@ from swarmlib.identity import (
     verify_credentials,
 )
 from swarmlib.ledger import LedgerClient, MemberInfo, connect
+from swarmlib.ledger.chain import with_retries
 from swarmlib.ledger.client import RoundInfo
 from swarmlib.ledger.keys import load_or_create_account
 from swarmlib.params import flatten, unflatten
@@ -197,7 +198,7 @@ class SwarmNode:
         )
         self.account = load_or_create_account(c.key_file, c.key_passphrase)
         self.w3 = connect(c.rpc, expected_chain_id=c.chain_id)
-        self.chain_id = int(self.w3.eth.chain_id)
+        self.chain_id = int(with_retries(lambda: self.w3.eth.chain_id, "eth_chainId", c.rpc))
         self.ledger = LedgerClient(self.w3, c.contract, self.account, rpc=c.rpc)
         me = self.ledger.member(self.account.address)
         if not me.active:

@@ -52,6 +52,11 @@ def to_wire(value: Any) -> Any:
     return value
 
 
+class _Server(ThreadingHTTPServer):
+    # the default backlog of 5 resets connections when a few dozen nodes call at once
+    request_queue_size = 128
+
+
 class ChainServer:
     """An embedded chain served over HTTP JSON-RPC.
 
@@ -96,7 +101,7 @@ class ChainServer:
             def log_message(self, format: str, *args: Any) -> None:
                 logger.debug("%s " + format, self.address_string(), *args)
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd = _Server((host, port), Handler)
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
