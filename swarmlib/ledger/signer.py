@@ -88,26 +88,29 @@ class Signer:
             limit = self._limits[name] = self._estimate(fn, what)
         else:
             self._simulate(fn, what)
-        for fresh in (False, True):
-            try:
-                try:
-                    return self._sign_and_send(fn, what, limit)
-                except _StaleNonce:
-                    pass  # another sender used this account: ask the chain for the nonce, once
-                try:
-                    return self._sign_and_send(fn, what, limit)
-                except _StaleNonce as e:
-                    raise TransactionFailed(
-                        f"{what}: the chain refused the nonce twice ({e}). Is another process "
-                        f"sending from {self.account.address} at the same time?"
-                    ) from e
-            except _OutOfGas:
-                if fresh:
-                    raise TransactionFailed(
-                        f"{what} ran out of gas twice (limit {limit}); retry."
-                    ) from None
-                limit = self._limits[name] = self._estimate(fn, what)
-        raise AssertionError("unreachable")
+        try:
+            return self._send_once(fn, what, limit)
+        except _OutOfGas:
+            limit = self._limits[name] = self._estimate(fn, what)
+        try:
+            return self._send_once(fn, what, limit)
+        except _OutOfGas:
+            message = f"{what} ran out of gas twice (limit {limit}); retry."
+            raise TransactionFailed(message) from None
+
+    def _send_once(self, fn: Any, what: str, limit: int) -> TxReceipt:
+        """Sign and send with ``limit`` gas; a stale nonce is read from the chain again, once."""
+        try:
+            return self._sign_and_send(fn, what, limit)
+        except _StaleNonce:
+            pass  # another sender used this account: ask the chain for the nonce, once
+        try:
+            return self._sign_and_send(fn, what, limit)
+        except _StaleNonce as e:
+            raise TransactionFailed(
+                f"{what}: the chain refused the nonce twice ({e}). Is another process "
+                f"sending from {self.account.address} at the same time?"
+            ) from e
 
     def transfer(self, to: str, wei: int) -> TxReceipt:
         """Send ``wei`` to ``to`` (on a dev chain: fund a new node's account)."""
