@@ -217,6 +217,7 @@ class SwarmNode:
         self.session = self.ledger.session(c.session)
         curve_dir = Path(c.curve_dir) if c.curve_dir else Path(c.key_file).parent
         self.curve = CurveKeyPair.load_or_create(curve_dir)
+        self._start_member_cache()
         self.exchange = ShardedExchange(
             self.curve,
             bind=c.bind,
@@ -225,6 +226,7 @@ class SwarmNode:
             name=self.identity.spiffe_id,
             credentials=self._credentials,
             verify_peer=self._verify_peer,
+            is_member=self._is_member_key,
         )
         self._start_model_server()
         self._register()
@@ -237,27 +239,33 @@ class SwarmNode:
             self.exchange.endpoint,
         )
 
-    def _start_model_server(self) -> None:
-        """Serve this node's recent merged models to members that join late."""
+    def _start_member_cache(self) -> None:
+        """The members' CURVE keys, read from the chain when an unknown key knocks."""
         c = self.config
-        host = self.exchange.endpoint[len("tcp://") :].rpartition(":")[0]
         self._member_keys: set[bytes] = set()
         self._members_read_at = -_MEMBER_REFRESH_S
         self._reader_lock = threading.Lock()
-        # the admission check runs in ZeroMQ's authenticator thread: give it its own
+        # the admission checks run in ZeroMQ's authenticator threads: give them their own
         # connection (an in-process embedded chain has no second connection to give)
         self._reader = (
             None
             if c.rpc == "embedded"
             else LedgerClient(connect(c.rpc), self.ledger.address, None, rpc=c.rpc)
         )
-        self.model_server = ModelServer(self.curve, allow=self._admits, bind=f"tcp://{host}:0")
+
+    def _start_model_server(self) -> None:
+        """Serve this node's recent merged models to members that join late."""
+        c = self.config
+        host = self.exchange.endpoint[len("tcp://") :].rpartition(":")[0]
+        self.model_server = ModelServer(
+            self.curve, allow=self._is_member_key, bind=f"tcp://{host}:0"
+        )
         port = self.model_server.endpoint.rpartition(":")[2]
         fetch = f"tcp://{c.advertise_host or host}:{port}"
         # the registered endpoint: control endpoint, then the model-fetch endpoint
         self.advertised = f"{self.exchange.endpoint} {fetch}"
 
-    def _admits(self, key: bytes) -> bool:
+    def _is_member_key(self, key: bytes) -> bool:
         """Whether a Z85 CURVE key belongs to an active member (asks the chain on a miss).
 
         The chain is asked at most every few seconds, so that a stranger knocking

@@ -271,6 +271,39 @@ def test_a_foreign_curve_key_cannot_inject_a_shard(
     assert "failed authentication" in caplog.text
 
 
+def test_a_refused_member_is_not_reported_as_a_stranger(caplog: pytest.LogCaptureFixture) -> None:
+    """A member a round ahead of this node knocks and is refused quietly; a stranger is warned."""
+    member, stranger = CurveKeyPair.generate(), CurveKeyPair.generate()
+    asked: list[bytes] = []
+
+    def is_member(key: bytes) -> bool:
+        asked.append(key)
+        return key == member.public
+
+    ex = ShardedExchange(timeout=5, linger_ms=0, name="n0", is_member=is_member)
+    ctx = zmq.Context()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="swarmlib.transport.auth"):
+            for pair in (member, stranger):
+                sock = ctx.socket(zmq.PUSH)
+                sock.linger = 0
+                sock.curve_secretkey, sock.curve_publickey = pair.secret, pair.public
+                sock.curve_serverkey = ex.public_key
+                sock.connect(ex.endpoint)
+                deadline = time.monotonic() + 5
+                while pair.public not in asked and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                sock.close(0)
+    finally:
+        ctx.term()
+        ex.close()
+    refusals = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [member.public, stranger.public] == list(dict.fromkeys(asked))
+    assert len(refusals) == 1 and stranger.public.decode() in refusals[0].getMessage()
+    assert "Refused a CURVE connection" in refusals[0].getMessage()
+    assert f"Not yet admitting {member.public.decode()}" in caplog.text
+
+
 def test_a_silent_participant_times_out_by_name(nodes: list[ShardedExchange]) -> None:
     for ex in nodes:
         ex.timeout = 1.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,11 +84,12 @@ class CurveKeyPair:
 class _Allowlist:
     """Credentials provider for ``zmq.auth``: a key is admitted iff it is in the set."""
 
-    def __init__(self) -> None:
+    def __init__(self, is_member: Callable[[bytes], bool] | None = None) -> None:
         self._keys: frozenset[bytes] = frozenset()
         self._lock = threading.Lock()
         self._known: set[bytes] = set()  # every key ever admitted: peers, not strangers
         self._warned: set[bytes] = set()
+        self._is_member = is_member
 
     def replace(self, keys: Iterable[bytes]) -> None:
         with self._lock:
@@ -102,7 +103,7 @@ class _Allowlist:
         if allowed:
             return True
         text = key.decode(errors="replace")
-        if known:
+        if known or self._member(key):
             # a peer that reached this round (or the next) before this node did; it
             # retries, and gets in once this node starts that round
             logger.debug("Not yet admitting %s: this node is not in that round yet", text)
@@ -120,16 +121,31 @@ class _Allowlist:
             )
         return False
 
+    def _member(self, key: bytes) -> bool:
+        if self._is_member is None:
+            return False
+        try:
+            return bool(self._is_member(key))
+        except Exception as e:  # e.g. the chain is unreachable: the refusal stands either way
+            logger.debug("Could not check whether %r is a member: %s", key, e)
+            return False
+
 
 class ParticipantAuthenticator:
     """A ZAP handler on ``context`` that accepts CURVE clients whose key is allowed.
 
     Runs ``zmq.auth``'s thread authenticator with a callback, so the set of
     allowed keys can change between rounds without restarting anything.
+    ``is_member`` tells a refused key of a swarm member (a peer a round ahead
+    of this node, logged at debug level) from a stranger's (warned once).
     """
 
-    def __init__(self, context: zmq.Context[zmq.Socket[bytes]]):
-        self._allow = _Allowlist()
+    def __init__(
+        self,
+        context: zmq.Context[zmq.Socket[bytes]],
+        is_member: Callable[[bytes], bool] | None = None,
+    ):
+        self._allow = _Allowlist(is_member)
         self._auth = zmq.auth.thread.ThreadAuthenticator(context, log=logger)
         self._auth.start()
         self._auth.configure_curve_callback(domain=ZAP_DOMAIN, credentials_provider=self._allow)

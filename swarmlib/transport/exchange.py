@@ -228,6 +228,11 @@ class ShardedExchange:
             shards is accepted; raises a :class:`~swarmlib.errors.SwarmError`
             to refuse it (the round then fails with :class:`PeerRejected`
             naming it). Defaults to no check.
+        is_member: Whether a Z85 CURVE public key belongs to a member of the
+            swarm. Only tells how a refused handshake is logged: a member's (a
+            peer already in a round this node has not started) at debug level,
+            a stranger's as a warning, once per key. Defaults to treating
+            every key never admitted as a stranger's.
 
     Example:
         >>> with ShardedExchange() as ex:                    # doctest: +SKIP
@@ -248,6 +253,7 @@ class ShardedExchange:
         name: str | None = None,
         credentials: Callable[[], bytes] | None = None,
         verify_peer: Callable[[Peer, bytes], None] | None = None,
+        is_member: Callable[[bytes], bool] | None = None,
     ):
         if not timeout > 0:
             raise ConfigurationError(
@@ -285,7 +291,7 @@ class ShardedExchange:
         self._data_out: dict[str, zmq.Socket[bytes]] = {}
         self._early: deque[tuple[dict[str, Any], str, list[bytes]]] = deque(maxlen=_EARLY_LIMIT)
         try:
-            self._auth = ParticipantAuthenticator(self._ctx)
+            self._auth = ParticipantAuthenticator(self._ctx, is_member)
             self._ctl_in = self._ctx.socket(zmq.PULL)
             self._ctl_in.linger = 0
             self._ctl_in.curve_server = True
