@@ -52,6 +52,7 @@ __all__ = [
     "experiment_parser",
     "load_cohort",
     "metrics",
+    "plot_groups",
     "prepare",
     "run_experiment",
     "run_permutation",
@@ -67,6 +68,8 @@ METRICS = ("auc", "accuracy", "sensitivity", "specificity", "f1")
 #: a constant output on cohorts of a few hundred samples per node (all ReLUs die before the
 #: signal is learnt), so the examples use 1e-4. See docs/experiments.md.
 L2 = 1e-4
+#: Up to this many nodes get a box each in metrics.png; more share one box of local models.
+_NODES_PLOTTED_APART = 8
 
 
 def build_model(genes: int, kind: str = "paper", seed: int = 0) -> Any:
@@ -341,10 +344,14 @@ def run_permutation(
     progress(f"  permutation {seed}: {len(nodes)} nodes ({sizes} training samples, batch "
              f"sizes {batches}), local and swarm models in {len(nodes)} processes…")  # fmt: skip
     job = functools.partial(_node_job, str(folder), epochs, kind, seed)
-    # many processes on few cores start their rounds far apart: give them time
-    timeout = {"SWARMLIB_TIMEOUT": str(max(60, 10 * len(nodes)))}
+    env = {
+        # many processes on few cores start their rounds far apart: give them time
+        "SWARMLIB_TIMEOUT": str(max(60, 10 * len(nodes))),
+        # TensorFlow's start-up notices, once per node process, would bury the progress lines
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+    }
     results = run_nodes(job, len(nodes), workdir=folder / "swarm", quorum_wait=60,
-                        extra_env=timeout)  # fmt: skip
+                        extra_env=env)  # fmt: skip
     progress(f"  permutation {seed}: nodes done in {time.monotonic() - started:.0f}s; "
              "central model…")  # fmt: skip
     central = build_model(perm.central_train[0].shape[1], kind, seed=seed + 99)
@@ -399,19 +406,32 @@ def write_report(
     return text
 
 
+def plot_groups(models: Sequence[str]) -> dict[str, list[str]]:
+    """The boxes of ``metrics.png``: label -> the models whose rows it pools.
+
+    One box per model while the labels fit; beyond eight nodes (``scale32``) all
+    local models share one box, their points still drawn one by one.
+    """
+    nodes = [m for m in models if m.startswith("node")]
+    if len(nodes) <= _NODES_PLOTTED_APART:
+        return {m: [m] for m in models}
+    return {f"{len(nodes)} nodes": nodes, **{m: [m] for m in models if m not in nodes}}
+
+
 def _plot(rows: Sequence[dict[str, Any]], models: list[str], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    groups = plot_groups(models)
     fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.6), sharey=True)
-    colors = ["#9aa5b1" if m.startswith("node") else "#1f77b4" if m == "swarm" else "#ff7f0e"
-              for m in models]  # fmt: skip
+    colors = ["#9aa5b1" if g[0].startswith("node") else "#1f77b4" if g[0] == "swarm"
+              else "#ff7f0e" for g in groups.values()]  # fmt: skip
     rng = np.random.default_rng(0)
     for ax, metric in zip(axes, METRICS, strict=True):
-        data = [[r[metric] for r in rows if r["model"] == m] for m in models]
-        ax.boxplot(data, tick_labels=models, widths=0.6, showfliers=False)
+        data = [[r[metric] for r in rows if r["model"] in g] for g in groups.values()]
+        ax.boxplot(data, tick_labels=list(groups), widths=0.6, showfliers=False)
         for k, (values, color) in enumerate(zip(data, colors, strict=True)):
             jitter = rng.uniform(-0.12, 0.12, len(values))
             ax.scatter(np.full(len(values), k + 1) + jitter, values, s=14, color=color, zorder=3)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from swarmlib.experiments import batch_sizes, metrics
+from swarmlib.experiments import batch_sizes, metrics, plot_groups, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,6 +33,21 @@ def test_every_node_takes_the_same_steps_per_epoch() -> None:
     steps, batches = batch_sizes([86, 262, 526], 64)
     assert steps == 9 and batches == [10, 30, 59]
     assert all(-(-n // b) == steps for n, b in zip([86, 262, 526], batches, strict=True))
+
+
+def test_many_nodes_share_one_box_in_the_plot(tmp_path: Path) -> None:
+    three = ["node-1", "node-2", "node-3", "central", "swarm"]
+    assert plot_groups(three) == {m: [m] for m in three}
+    many = [f"node-{i}" for i in range(1, 33)] + ["central", "swarm"]
+    assert plot_groups(many) == {"32 nodes": many[:32], "central": ["central"], "swarm": ["swarm"]}
+    rng = np.random.default_rng(0)
+    rows = [{"permutation": 0, "model": m, "n": 10.0,
+             **{k: float(rng.uniform()) for k in ("auc", "accuracy", "sensitivity",
+                                                  "specificity", "f1")}}
+            for m in many]  # fmt: skip
+    summary = write_report(rows, tmp_path, title="32 nodes")
+    assert summary.count("| node-") == 32  # the table keeps every node
+    assert (tmp_path / "metrics.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow
