@@ -78,15 +78,16 @@ def test_an_hpe_style_script_runs_unchanged(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_callback_runs_on_the_pytorch_backend(tmp_path: Path) -> None:
-    if importlib.util.find_spec("torch") is None:
-        if os.environ.get("CI"):  # make test installs it: under CI a missing torch is a failure
-            pytest.fail("torch is not installed; `make test` installs the [test-backends] extra")
-        pytest.skip("needs torch: `pip install -e '.[test-backends]'` (make test installs it)")
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_the_callback_runs_on_the_pytorch_and_jax_backends(tmp_path: Path, backend: str) -> None:
+    if importlib.util.find_spec(backend) is None:
+        if os.environ.get("CI"):  # make test installs it: under CI a missing backend is a failure
+            pytest.fail(f"{backend} is not installed; `make test` installs [test-backends]")
+        pytest.skip(f"needs {backend}: `pip install -e '.[test-backends]'` (make test does)")
     code = run_script(2, str(ROOT / "tests" / "scripts" / "hpe_style.py"), workdir=tmp_path,
-                      timeout=300, extra_env={"KERAS_BACKEND": "torch"})  # fmt: skip
+                      timeout=300, extra_env={"KERAS_BACKEND": backend})  # fmt: skip
     assert code == 0
-    assert (tmp_path / "hpe-0.bin.backend").read_text() == "torch"
+    assert (tmp_path / "hpe-0.bin.backend").read_text() == backend
     assert (tmp_path / "hpe-0.bin").read_bytes() == (tmp_path / "hpe-1.bin").read_bytes()
 
 
