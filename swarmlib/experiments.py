@@ -344,14 +344,10 @@ def run_permutation(
     progress(f"  permutation {seed}: {len(nodes)} nodes ({sizes} training samples, batch "
              f"sizes {batches}), local and swarm models in {len(nodes)} processes…")  # fmt: skip
     job = functools.partial(_node_job, str(folder), epochs, kind, seed)
-    env = {
-        # many processes on few cores start their rounds far apart: give them time
-        "SWARMLIB_TIMEOUT": str(max(60, 10 * len(nodes))),
-        # TensorFlow's start-up notices, once per node process, would bury the progress lines
-        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-    }
+    # many processes on few cores start their rounds far apart: give them time
+    timeout = {"SWARMLIB_TIMEOUT": str(max(60, 10 * len(nodes)))}
     results = run_nodes(job, len(nodes), workdir=folder / "swarm", quorum_wait=60,
-                        extra_env=env)  # fmt: skip
+                        extra_env=timeout)  # fmt: skip
     progress(f"  permutation {seed}: nodes done in {time.monotonic() - started:.0f}s; "
              "central model…")  # fmt: skip
     central = build_model(perm.central_train[0].shape[1], kind, seed=seed + 99)
