@@ -42,21 +42,31 @@ PAPER = {
 QUICK = QuickSettings(scale=0.5, genes=500, epochs=20, largest_batch=16)
 
 
+def scenario_nodes(
+    scenario: str, scale: float, genes: int, seed: int, pool: Cohort | None = None
+) -> tuple[list[Cohort], Cohort]:
+    """Each node's cohort and the held-out test cohort, drawn from ``pool``.
+
+    Without a pool, eight studies on two platforms are simulated, pooled as the
+    paper pooled dataset B.
+    """
+    nodes_design, test_design = DESIGNS[scenario]
+    design = [(round(a * scale), round(c * scale)) for a, c in [*nodes_design, test_design]]
+    if pool is None:
+        need_a, need_c = sum(a for a, _ in design), sum(c for _, c in design)
+        specs = [StudySpec(-(-need_a // 8) + 1, -(-need_c // 8) + 1, platform=i % 2)
+                 for i in range(8)]  # fmt: skip
+        pool = simulate_cohort(specs, genes=genes, effect=0.7, seed=seed)
+    *nodes, test = draw_nodes(pool, design, seed)
+    return nodes, test
+
+
 def main(argv: list[str] | None = None) -> int:
     args = experiment_parser(__doc__, list(DESIGNS), QUICK).parse_args(argv)
-    nodes_design, test_design = DESIGNS[args.scenario]
 
     def make_nodes(seed: int, scale: float, genes: int) -> tuple[list[Cohort], Cohort]:
-        design = [(round(a * scale), round(c * scale)) for a, c in [*nodes_design, test_design]]
-        if args.data or args.geo:
-            pool = load_cohort(args)
-        else:  # eight studies on two platforms, pooled as the paper pooled dataset B
-            need_a, need_c = sum(a for a, _ in design), sum(c for _, c in design)
-            specs = [StudySpec(-(-need_a // 8) + 1, -(-need_c // 8) + 1, platform=i % 2)
-                     for i in range(8)]  # fmt: skip
-            pool = simulate_cohort(specs, genes=genes, effect=0.7, seed=seed)
-        *nodes, test = draw_nodes(pool, design, seed)
-        return nodes, test
+        pool = load_cohort(args) if args.data or args.geo else None
+        return scenario_nodes(args.scenario, scale, genes, seed, pool)
 
     run_experiment(args, QUICK, make_nodes, name="tuberculosis", paper=PAPER.get(args.scenario))
     return 0

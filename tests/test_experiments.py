@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from swarmlib.experiments import batch_sizes, metrics, plot_groups, write_report
+from swarmlib.experiments import batch_sizes, metrics, plot_groups, prepare, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,6 +35,47 @@ def test_every_node_takes_the_same_steps_per_epoch() -> None:
     steps, batches = batch_sizes([86, 262, 526], 64)
     assert steps == 9 and batches == [10, 30, 59]
     assert all(-(-n // b) == steps for n, b in zip([86, 262, 526], batches, strict=True))
+
+
+def _example(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+LEUKEMIA, TUBERCULOSIS = _example("leukemia"), _example("tuberculosis")
+
+
+@pytest.mark.parametrize("scenario", sorted(LEUKEMIA.DESIGNS))
+def test_every_leukemia_scenario_draws_its_node_design(scenario: str) -> None:
+    scale = 0.1
+    nodes = LEUKEMIA.simulated_nodes(scenario, scale, 40, seed=3)
+    wanted = [(max(2, round(a * scale)), max(2, round(c * scale)))
+              for a, c in LEUKEMIA.DESIGNS[scenario]]  # fmt: skip
+    assert [(int(c.y.sum()), int((c.y == 0).sum())) for c in nodes] == wanted
+    assert sum(len(c.samples) for c in nodes) == len({s for c in nodes for s in c.samples})
+    perm = prepare(nodes, seed=3)
+    assert len(perm.node_train) == len(wanted)
+    trained = sum(len(y) for _, y in perm.node_train)
+    assert len(perm.y_test) == sum(len(c.y) for c in nodes) - trained
+    assert all(np.isfinite(x).all() for x, _ in perm.node_train)
+
+
+@pytest.mark.parametrize("scenario", sorted(TUBERCULOSIS.DESIGNS))
+def test_every_tuberculosis_scenario_draws_its_nodes_and_held_out_test_set(scenario: str) -> None:
+    scale = 0.2
+    nodes, test = TUBERCULOSIS.scenario_nodes(scenario, scale, 40, seed=3)
+    design, test_design = TUBERCULOSIS.DESIGNS[scenario]
+    assert [(int(c.y.sum()), int((c.y == 0).sum())) for c in nodes] == [
+        (round(a * scale), round(c * scale)) for a, c in design
+    ]
+    assert (int(test.y.sum()), int((test.y == 0).sum())) == tuple(
+        round(v * scale) for v in test_design
+    )
+    samples = [set(c.samples) for c in [*nodes, test]]
+    assert sum(map(len, samples)) == len(set().union(*samples)), "a sample in two places"
 
 
 def test_many_nodes_share_one_box_in_the_plot(tmp_path: Path) -> None:
