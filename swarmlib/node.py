@@ -198,7 +198,10 @@ class SwarmNode:
         )
         self.account = load_or_create_account(c.key_file, c.key_passphrase)
         self.w3 = connect(c.rpc, expected_chain_id=c.chain_id)
-        self.chain_id = int(with_retries(lambda: self.w3.eth.chain_id, "eth_chainId", c.rpc))
+        if c.chain_id is not None:  # connect() has just checked it
+            self.chain_id = int(c.chain_id)
+        else:
+            self.chain_id = int(with_retries(lambda: self.w3.eth.chain_id, "eth_chainId", c.rpc))
         self.ledger = LedgerClient(self.w3, c.contract, self.account, rpc=c.rpc)
         me = self.ledger.member(self.account.address)
         if not me.active:
