@@ -74,11 +74,12 @@ def simulated_nodes(scenario: str, scale: float, genes: int, seed: int) -> list[
     return draw_nodes(pool, design, seed)
 
 
-QUICK = QuickSettings(scale=0.25, genes=500, epochs=12, largest_batch=64)
+#: A swarm needs about 16-20 rounds (one per epoch) before its merged model separates the classes:
+#: at 12 epochs fig2c's swarm (AUC .93) still called most cases controls. docs/experiments.md
+QUICK = QuickSettings(scale=0.25, genes=500, epochs=24, largest_batch=64)
 #: scale32's nodes are small already: --quick keeps all their samples and takes smaller batches,
 #: so that each epoch has several steps (a quarter of the samples left one step per epoch, and
-#: twelve steps in all trained nothing). Its swarm needs about 20 rounds before its model
-#: separates the classes (12 rounds gave AUC .83, 24 rounds .99; docs/experiments.md).
+#: twelve steps in all trained nothing).
 QUICK_BY_SCENARIO = {"scale32": QuickSettings(scale=1.0, genes=500, epochs=24, largest_batch=16)}
 
 
