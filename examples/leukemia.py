@@ -84,7 +84,7 @@ QUICK_BY_SCENARIO = {"scale32": QuickSettings(scale=1.0, genes=500, epochs=24, l
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = experiment_parser(__doc__, list(DESIGNS), QUICK).parse_args(argv)
+    args = experiment_parser(__doc__, list(DESIGNS), QUICK, QUICK_BY_SCENARIO).parse_args(argv)
     quick = QUICK_BY_SCENARIO.get(args.scenario, QUICK)
 
     def make_nodes(seed: int, scale: float, genes: int) -> tuple[list[Cohort], None]:

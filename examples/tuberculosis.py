@@ -65,7 +65,7 @@ def scenario_nodes(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = experiment_parser(__doc__, list(DESIGNS), QUICK).parse_args(argv)
+    args = experiment_parser(__doc__, list(DESIGNS), QUICK, QUICK_BY_SCENARIO).parse_args(argv)
     quick = QUICK_BY_SCENARIO.get(args.scenario, QUICK)
 
     def make_nodes(seed: int, scale: float, genes: int) -> tuple[list[Cohort], Cohort]:

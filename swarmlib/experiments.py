@@ -204,14 +204,25 @@ class QuickSettings:
     largest_batch: int = 32
 
 
-def experiment_parser(doc: str, scenarios: Sequence[str], quick: QuickSettings) -> Any:
-    """The command line shared by the paper's example scripts."""
+def experiment_parser(
+    doc: str,
+    scenarios: Sequence[str],
+    quick: QuickSettings,
+    quick_by_scenario: dict[str, QuickSettings] | None = None,
+) -> Any:
+    """The command line shared by the paper's example scripts.
+
+    ``quick_by_scenario`` names the scenarios whose ``--quick`` differs (for the help text).
+    """
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    others = "".join(f", {name}: {q.epochs}" for name, q in (quick_by_scenario or {}).items()
+                     if q.epochs != quick.epochs)  # fmt: skip
     parser.add_argument("--scenario", choices=sorted(scenarios), default=scenarios[0])
     parser.add_argument("--permutations", type=int, default=5)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--model", choices=["paper", "lasso"], default="paper")
-    parser.add_argument("--epochs", type=int, help=f"default 100, {quick.epochs} with --quick")
+    parser.add_argument("--epochs", type=int,
+                        help=f"default 100; with --quick {quick.epochs}{others}")  # fmt: skip
     parser.add_argument("--genes", type=int, help=f"simulated genes (2000; {quick.genes} quick)")
     parser.add_argument("--quick", action="store_true",
                         help=f"reduced run: {quick.scale:g} of the samples, fewer genes, epochs "
