@@ -21,6 +21,7 @@ Writes ``results.csv`` (one row per permutation x model), ``summary.md`` (means
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 from swarmlib.datasets import Cohort, StudySpec, simulate_cohort
 from swarmlib.experiments import (
@@ -54,6 +55,11 @@ PAPER = {
 }  # fmt: skip
 
 
+def scaled_design(scenario: str, scale: float) -> list[tuple[int, int]]:
+    """The scenario's (cases, controls) per node times ``scale``, at least two of each."""
+    return [(max(2, round(a * scale)), max(2, round(c * scale))) for a, c in DESIGNS[scenario]]
+
+
 def simulated_nodes(scenario: str, scale: float, genes: int, seed: int) -> list[Cohort]:
     """Each node's cohort, simulated.
 
@@ -61,7 +67,7 @@ def simulated_nodes(scenario: str, scale: float, genes: int, seed: int) -> list[
     six studies on two platforms (as the paper distributed dataset A2);
     ``by_study`` gives each node its own study; ``by_platform`` its own platform.
     """
-    design = [(max(2, round(a * scale)), max(2, round(c * scale))) for a, c in DESIGNS[scenario]]
+    design = scaled_design(scenario, scale)
     if scenario in ("by_study", "by_platform"):
         specs = [StudySpec(a, c, platform=i % 2 if scenario == "by_platform" else 0)
                  for i, (a, c) in enumerate(design)]  # fmt: skip
@@ -80,7 +86,7 @@ QUICK = QuickSettings(scale=0.25, genes=500, epochs=24, largest_batch=64)
 #: scale32's nodes are small already: --quick keeps all their samples and takes smaller batches,
 #: so that each epoch has several steps (a quarter of the samples left one step per epoch, and
 #: twelve steps in all trained nothing).
-QUICK_BY_SCENARIO = {"scale32": QuickSettings(scale=1.0, genes=500, epochs=24, largest_batch=16)}
+QUICK_BY_SCENARIO = {"scale32": replace(QUICK, scale=1.0, largest_batch=16)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def make_nodes(seed: int, scale: float, genes: int) -> tuple[list[Cohort], None]:
         if args.data or args.geo:
-            design = [(max(2, round(a * scale)), max(2, round(c * scale)))
-                      for a, c in DESIGNS[args.scenario]]  # fmt: skip
-            return draw_nodes(load_cohort(args), design, seed), None
+            return draw_nodes(load_cohort(args), scaled_design(args.scenario, scale), seed), None
         return simulated_nodes(args.scenario, scale, genes, seed), None
 
     run_experiment(args, quick, make_nodes, name="leukemia", paper=PAPER.get(args.scenario))
