@@ -39,6 +39,10 @@ HPE_ARGUMENTS = {
 }
 _CHECKIN = ("inactive", "snapshot", "active")
 _UNSET: Any = object()
+#: The vote for a sync is cast at the start of the batch that ends with it (see
+#: ``SwarmNode.vote_ahead``) when the last batch took less than this share of the
+#: exchange's timeout: the other participants may wait that long for this node.
+VOTE_AHEAD_MAX_SHARE = 0.1
 
 
 def _positive_int(name: str, value: object, alternatives: str = "") -> int:
@@ -202,6 +206,8 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._last_loss: float | None = None
         self.history: list[dict[str, Any]] = []
         self._alone = False  # set when the other nodes have left (SwarmEnded)
+        self._batch_s: float | None = None  # how long the last batch took
+        self._batch_started = 0.0
         if self.node is None:
             overrides = {"session": self.training_contract} if self.training_contract else {}
             self.node = SwarmNode.from_env(**overrides)
@@ -209,7 +215,17 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self.node.join()
         self._sync(initial=True)
 
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._batch_started = time.perf_counter()
+        if self._since_sync + 1 >= self._interval and not self._alone:
+            assert self.node is not None
+            last = self._batch_s
+            if last is not None and last < VOTE_AHEAD_MAX_SHARE * self.node.config.timeout:
+                # the round can be agreed while this batch trains (the vote needs no weights)
+                self.node.vote_ahead(self._n_samples())
+
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._batch_s = time.perf_counter() - self._batch_started
         self._since_sync += 1
         if self._since_sync >= self._interval:
             self._sync()

@@ -13,10 +13,13 @@ agreed, verify every participant's SPIFFE identity and merge over the sharded
 exchange. A participant that fails the exchange is dropped and the round is
 voted again as the next attempt. The merged model's hash is recorded with the
 next vote, so ``swarmlib audit`` can show that every participant loaded it.
+A node that comes late fetches the swarm's latest merged model from a
+participant and checks it against the hash on chain (:meth:`SwarmNode.sync`).
 
-Not yet here (see the project's issues): late-join catch-up (fetching the latest
-merged model from a participant) and the Keras callback and launcher built on
-this class.
+The vote needs nothing of the weights, so a caller that knows a sync is coming
+can cast it early with :meth:`SwarmNode.vote_ahead` (the Keras callback does, at
+the start of the batch that ends with a sync): the round is then agreed while
+that batch trains, and ``sync`` goes straight to the exchange.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -92,6 +96,15 @@ _REQUIRED = ("contract", "session", "key_file")
 #: Attempts of one round before sync() gives up with the last attempt's error.
 MAX_ATTEMPTS = 5
 _MEMBER_REFRESH_S = 2.0  # least time between chain reads of the member list (model server)
+
+
+@dataclass(frozen=True)
+class _EarlyVote:
+    """A vote cast by :meth:`SwarmNode.vote_ahead`, and the round it closed, if it did."""
+
+    receipt: Any
+    agreed: RoundInfo | None
+    members: list[MemberInfo] | None  # the participants' records, when it closed the round
 
 
 @dataclass
@@ -176,6 +189,8 @@ class SwarmNode:
         self._registered_hash: bytes | None = None
         self.last_stats: RoundStats | None = None
         self.last_timing: dict[str, float] = {}
+        self._voter: ThreadPoolExecutor | None = None
+        self._ahead: tuple[int, int, Future[_EarlyVote]] | None = None  # round, n_samples, vote
 
     @classmethod
     def from_env(cls, **overrides: Any) -> SwarmNode:
@@ -340,6 +355,72 @@ class SwarmNode:
 
         return nap
 
+    def vote_ahead(self, n_samples: int) -> None:
+        """Cast this node's vote for its next round now, in the background.
+
+        The vote — ``ready(round, n_samples, hash of the last merged model)`` —
+        needs nothing of the weights about to be merged. A caller that knows a
+        sync is coming (the Keras callback, at the start of the batch that ends
+        with one) votes while that batch trains: when this node is the last to
+        vote, the round is agreed and its participants read by the time the
+        weights are ready, and :meth:`sync` goes straight to the exchange. The
+        order stays vote → agree → exchange; only the wait overlaps training.
+
+        The next :meth:`sync` must follow with the same ``n_samples``; errors of
+        the vote (the chain unreachable, a round agreed without this node) are
+        raised there, as if it had voted itself. Until then the other
+        participants may wait for this node's messages in the exchange, so vote
+        ahead only of work that is short next to the exchange's timeout.
+        Calling it again before ``sync`` does nothing.
+
+        Raises:
+            ConfigurationError: ``join()`` was not called, or ``n_samples`` is not positive.
+        """
+        if not self._joined:
+            raise ConfigurationError("Call join() before vote_ahead().")
+        if n_samples <= 0:
+            raise ConfigurationError(f"`n_samples` must be positive; got {n_samples}.")
+        if self._ahead is not None:
+            return
+        if self._voter is None:
+            self._voter = ThreadPoolExecutor(1, thread_name_prefix="swarmlib-vote")
+        round_id, last_hash = self.round, self.last_hash
+
+        def vote() -> _EarlyVote:
+            self._register_if_rotated()
+            receipt = self.ledger.ready(self.config.session, round_id, 0, n_samples, last_hash)
+            agreed = self.ledger.agreed_by(receipt, self.config.session, round_id, 0)
+            members = None if agreed is None else self.ledger.members_of(agreed.participants)
+            return _EarlyVote(receipt, agreed, members)
+
+        self._ahead = (round_id, n_samples, self._voter.submit(vote))
+
+    def _take_vote_ahead(self, n_samples: int) -> Future[_EarlyVote] | None:
+        """The vote :meth:`vote_ahead` cast for this round, if any (checked against ``sync``)."""
+        if self._ahead is None:
+            return None
+        round_id, voted, future = self._ahead
+        if voted != n_samples:  # kept: a sync() with the voted n_samples still takes it
+            raise ConfigurationError(
+                f"vote_ahead() voted n_samples={voted} for round {round_id}, but sync() came "
+                f"with n_samples={n_samples}: pass the same n_samples."
+            )
+        self._ahead = None
+        return future
+
+    def _settle_vote_ahead(self) -> None:
+        """Wait for a vote still being cast, so that no two transactions race for a nonce."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            try:
+                ahead[2].result()
+            except SwarmError as e:  # the vote is abandoned: say why
+                logger.warning("The vote cast ahead for round %d failed: %s", ahead[0], e)
+
+    def _register_if_rotated(self) -> None:
+        if svid_hash(self.identity.svid().leaf) != self._registered_hash:
+            self._register()  # the SVID rotated: publish its hash before anyone checks it
+
     def sync(
         self,
         weights: Sequence[np.ndarray],
@@ -371,18 +452,26 @@ class SwarmNode:
         if n_samples <= 0:
             raise ConfigurationError(f"`n_samples` must be positive; got {n_samples}.")
         vector, layout = flatten(weights)
-        if svid_hash(self.identity.svid().leaf) != self._registered_hash:
-            self._register()  # the SVID rotated: publish its hash before anyone checks it
+        early = self._take_vote_ahead(n_samples)
+        if early is None:
+            self._register_if_rotated()
         excluded: set[str] = set()
         attempt = 0
         catching_up = False
         timing = {"vote_s": 0.0, "wait_s": 0.0, "exchange_s": 0.0}
         while True:
             t0 = time.perf_counter()
+            cast: _EarlyVote | None = None
             try:
-                receipt = self.ledger.ready(
-                    self.config.session, self.round, attempt, n_samples, self.last_hash
-                )
+                if early is not None:
+                    # cast during the last batch; raises here what the vote raised
+                    future, early = early, None
+                    cast = future.result()
+                    receipt = cast.receipt
+                else:
+                    receipt = self.ledger.ready(
+                        self.config.session, self.round, attempt, n_samples, self.last_hash
+                    )
             except RoundClosed:
                 # the round was agreed without this node (it came late): move to the round
                 # the swarm is in now, so that this node's round numbers match everyone's
@@ -399,22 +488,16 @@ class SwarmNode:
                 catching_up = True
                 continue
             t1 = time.perf_counter()
-            state = self.ledger.wait_for_round(
-                self.config.session,
-                self.round,
-                attempt,
-                sleep=self._nap(),
-                vote=receipt,
-                # every waiting node polls the chain: a large swarm polls less often each, so
-                # that one chain serves it (the first participant's message wakes the rest)
-                max_poll=min(2.0, max(0.25, 0.06 * self.session.min_peers)),
-            )
+            if cast is not None and cast.agreed is not None:
+                state, members = cast.agreed, cast.members  # this node's vote closed it
+            else:
+                state, members = self._wait_for_round(attempt, receipt), None
             if catching_up:
                 catching_up = False
                 caught_up = self._catch_up(state, vector)
                 if caught_up is not None:
                     vector, self.last_hash = caught_up
-            peers = self._peers(state.participants, excluded)
+            peers = self._peers(state.participants, excluded, members)
             t2 = time.perf_counter()
             timing["vote_s"] += t1 - t0
             timing["wait_s"] += t2 - t1
@@ -461,6 +544,18 @@ class SwarmNode:
         self.last_timing = timing
         self.round += 1
         return unflatten(result.vector, layout)
+
+    def _wait_for_round(self, attempt: int, receipt: Any) -> RoundInfo:
+        return self.ledger.wait_for_round(
+            self.config.session,
+            self.round,
+            attempt,
+            sleep=self._nap(),
+            vote=receipt,
+            # every waiting node polls the chain: a large swarm polls less often each, so
+            # that one chain serves it (the first participant's message wakes the rest)
+            max_poll=min(2.0, max(0.25, 0.06 * self.session.min_peers)),
+        )
 
     def _catch_up(self, state: RoundInfo, vector: np.ndarray) -> tuple[np.ndarray, bytes] | None:
         """Fetch the swarm's model of the round before ``state`` from one of its participants.
@@ -518,9 +613,14 @@ class SwarmNode:
         state = self.ledger.round(self.config.session, top["round"], top["attempt"])
         return int(top["round"]), not state.closed
 
-    def _peers(self, addresses: Sequence[str], excluded: set[str]) -> list[Peer]:
+    def _peers(
+        self,
+        addresses: Sequence[str],
+        excluded: set[str],
+        members: Sequence[MemberInfo] | None = None,
+    ) -> list[Peer]:
         peers = []
-        for member in self.ledger.members_of(addresses):
+        for member in self.ledger.members_of(addresses) if members is None else members:
             if member.spiffe_id in excluded:
                 continue
             self._members[member.spiffe_id] = member
@@ -541,6 +641,7 @@ class SwarmNode:
         """
         if not self._joined:
             return
+        self._settle_vote_ahead()
         try:
             self.ledger.leave(self.config.session)
         except SwarmError as e:
@@ -552,6 +653,9 @@ class SwarmNode:
         The chain membership stays: the node may join again later.
         """
         self.finish()
+        if self._voter is not None:
+            self._voter.shutdown()
+            self._voter = None
         if getattr(self, "exchange", None) is not None:
             self.exchange.close()
         if getattr(self, "model_server", None) is not None:

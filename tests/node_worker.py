@@ -18,10 +18,14 @@ def node_weights(index: int, round_id: int) -> list[np.ndarray]:
     ]
 
 
-def _wait_for_round(env: dict[str, str], round_id: int) -> None:
+def _reader(env: dict[str, str]):  # type: ignore[no-untyped-def]
     from swarmlib.ledger import LedgerClient, connect
 
-    reader = LedgerClient(connect(env["SWARMLIB_RPC"]), env["SWARMLIB_CONTRACT"], None)
+    return LedgerClient(connect(env["SWARMLIB_RPC"]), env["SWARMLIB_CONTRACT"], None)
+
+
+def _wait_for_round(env: dict[str, str], round_id: int) -> None:
+    reader = _reader(env)
     deadline = time.monotonic() + 120
     while not reader.round(env["SWARMLIB_SESSION"], round_id).closed:
         if time.monotonic() > deadline:
@@ -42,9 +46,16 @@ def run_node(env: dict[str, str], rounds: int, n_samples: int, conn: Connection)
     from swarmlib.errors import SwarmEnded
 
     results = []
+    ahead = "TEST_VOTE_AHEAD" in env  # vote, "train" for that many seconds, then sync
+    agreed_early = []  # per round voted ahead: was it agreed on chain before sync()?
     try:
         with SwarmNode.from_env() as node:
             for r in range(int(env.get("TEST_ROUNDS", rounds))):
+                if ahead and r > 0:  # round 0 lines the nodes up
+                    node.vote_ahead(n_samples)
+                    time.sleep(float(env["TEST_VOTE_AHEAD"]))
+                    state = _reader(env).round(env["SWARMLIB_SESSION"], node.round)
+                    agreed_early.append(state.closed)
                 try:
                     merged = node.sync(node_weights(index, r), n_samples)
                 except SwarmEnded:  # the others finished and left the session
@@ -52,6 +63,6 @@ def run_node(env: dict[str, str], rounds: int, n_samples: int, conn: Connection)
                     return
                 results.append((node.round - 1, node.last_hash.hex(), [m.tolist() for m in merged]))
                 time.sleep(float(env.get("TEST_PACE", "0")))  # "training" between syncs
-        conn.send(("ok", results))
+        conn.send(("ok", results) if not ahead else ("ok", results, agreed_early))
     except Exception as e:  # reported to the test
         conn.send(("error", f"{type(e).__name__}: {e}"))

@@ -95,28 +95,67 @@ def _run(envs: list[dict[str, str]], rounds: int, samples: list[int]) -> list[tu
             p.join(10)
 
 
-def test_three_nodes_agree_every_round_and_the_audit_says_so(
-    chain: ChainServer, tmp_path: Path
-) -> None:
-    admin, envs = _swarm(chain, tmp_path, 3, min_peers=3)
-    samples = [100, 200, 300]
-    out = _run(envs, 3, samples)
-    assert all(status == "ok" for status, _ in out), out
-    for r in range(3):
+def _assert_merged_means(out: list[tuple[str, object]], rounds: int, samples: list[int]) -> None:
+    """Every node loaded the sample-weighted mean of every round, with the same hash."""
+    for r in range(rounds):
         expected = Mean()(
             [np.concatenate([w.ravel() for w in node_weights(i, r)]) for i in range(3)], samples
         )
-        hashes = {res[r][1] for _, res in out}  # type: ignore[index]
+        hashes = {res[r][1] for _, res, *_ in out}  # type: ignore[index]
         assert len(hashes) == 1
         merged = [np.asarray(a, np.float32) for a in out[0][1][r][2]]  # type: ignore[index]
         # the chain orders participants by vote, so sums may round differently than here
         np.testing.assert_allclose(
             np.concatenate([m.ravel() for m in merged]), expected, rtol=1e-5, atol=1e-6
         )
+
+
+def test_three_nodes_agree_every_round_and_the_audit_says_so(
+    chain: ChainServer, tmp_path: Path
+) -> None:
+    admin, envs = _swarm(chain, tmp_path, 3, min_peers=3)
+    samples = [100, 200, 300]
+    out = _run(envs, 3, samples)
+    assert all(status == "ok" for status, *_ in out), out
+    _assert_merged_means(out, 3, samples)
     rows = audit(admin, "s")
     assert [(row.round, row.status) for row in rows] == [(0, "agree"), (1, "agree"), (2, "pending")]
     assert rows[0].merged_hash.hex() == out[0][1][0][1]  # type: ignore[union-attr, index]
     assert sorted(rows[0].samples) == samples
+
+
+def test_votes_cast_ahead_agree_the_round_while_the_nodes_work(
+    chain: ChainServer, tmp_path: Path
+) -> None:
+    admin, envs = _swarm(chain, tmp_path, 3, min_peers=3)
+    for env in envs:
+        env["TEST_VOTE_AHEAD"] = "1.5"  # seconds of "training" between the vote and sync()
+    samples = [100, 200, 300]
+    out = _run(envs, 4, samples)
+    assert all(status == "ok" for status, *_ in out), out
+    _assert_merged_means(out, 4, samples)
+    # rounds 1-3 were agreed before any node called sync(): the votes did not wait for weights
+    assert [early for _, _, early in out] == [[True] * 3] * 3  # type: ignore[misc]
+    assert [(row.round, row.status) for row in audit(admin, "s")][:3] == [
+        (0, "agree"),
+        (1, "agree"),
+        (2, "agree"),
+    ]
+
+
+def test_a_sync_after_a_vote_ahead_must_bring_the_voted_n_samples(
+    chain: ChainServer, tmp_path: Path
+) -> None:
+    _, envs = _swarm(chain, tmp_path, 1, min_peers=1)
+    weights = node_weights(0, 0)
+    with SwarmNode(NodeConfig.from_env(envs[0])) as node:
+        node.vote_ahead(10)
+        with pytest.raises(errors.ConfigurationError, match="voted n_samples=10 .* pass the same"):
+            node.sync(weights, 20)
+        merged = node.sync(weights, 10)  # the vote was kept: the round goes on with it
+        assert node.round == 1
+        for got, sent in zip(merged, weights, strict=True):
+            np.testing.assert_array_equal(got, sent)
 
 
 def test_a_late_node_joins_the_current_round_and_keeps_in_step(

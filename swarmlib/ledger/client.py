@@ -440,7 +440,7 @@ class LedgerClient:
             ChainUnreachable: the chain stopped answering.
         """
         if vote is not None:
-            agreed = self._agreed(vote, session, round_id, attempt)
+            agreed = self.agreed_by(vote, session, round_id, attempt)
             if agreed is not None:
                 return agreed
         info = self.session(session)
@@ -496,10 +496,14 @@ class LedgerClient:
             sleep(delay)
             delay = min(max_poll, delay * 1.5)
 
-    def _agreed(
+    def agreed_by(
         self, receipt: TxReceipt, session: str, round_id: int, attempt: int
     ) -> RoundInfo | None:
-        """The round that the transaction of ``receipt`` closed, if it closed this one."""
+        """The round attempt, if the transaction of ``receipt`` closed it (its ``RoundAgreed``).
+
+        The participants come from the event, in vote order; ``opened_at`` is 0 (the
+        event does not carry it).
+        """
         sid = session_id(session)
         for event in self.contract.events.RoundAgreed().process_receipt(receipt, errors=DISCARD):
             args = event["args"]
