@@ -6,7 +6,9 @@ own synthetic data, with the same epochs and batch size, alternately with a plai
 syncs), `--repeats` times. A tiny barrier round starts every phase on all nodes at
 the same moment, so both phases see the same contention on this machine. Times are
 summed over the repeats. It prints the CPU the launcher's chain used, each node's
-rounds (vote, agree, exchange), and as its last line
+rounds (vote, agree, exchange), what a round costs by itself (from the last node's
+vote to the merged model loaded everywhere) apart from the wait for the slowest
+node to end its batches, and as its last line
 
     overhead nodes=N sync_frequency=F plain_s=<slowest> swarm_s=<slowest> ratio=<swarm/plain>
 
@@ -84,6 +86,7 @@ def node(args: argparse.Namespace) -> None:
     out = Path(os.environ["SWARMLIB_WORKDIR"]) / f"overhead-{index}.json"
     timing = {k: float(np.mean([h.get(k, 0.0) for h in later]))
               for k in ("vote_s", "wait_s", "exchange_s", "seconds")}  # fmt: skip
+    timing["voted_ahead"] = sum(h["voted_ahead"] for h in later)
     rounds = len(callback.history)
     out.write_text(json.dumps({"plain_s": plain_s, "swarm_s": swarm_s, "params": params,
                                "rounds": rounds, "steps": steps,
@@ -91,6 +94,24 @@ def node(args: argparse.Namespace) -> None:
                                "history": later}))  # fmt: skip
     print(f"plain {plain_s:.1f}s, swarm {swarm_s:.1f}s, {params:,} parameters, "
           f"{rounds} rounds per fit, {args.repeats} fit(s) each", flush=True)  # fmt: skip
+
+
+def _round_costs(histories: list[list[dict[str, float]]]) -> tuple[list[float], list[float]]:
+    """Split each round's cost: the round itself, and the wait for the slowest node.
+
+    Every node runs the same rounds, so the i-th record of each history is the same
+    round. The round itself lasts from the last node's start of ``sync`` until the
+    last node has loaded the merged model; before that, the others wait for it.
+    """
+    import numpy as np
+
+    rounds_s, waited_s = [], []
+    for records in zip(*histories, strict=True):
+        starts = np.array([r["started_at"] for r in records])
+        ends = starts + np.array([r["seconds"] for r in records])
+        rounds_s.append(float(ends.max() - starts.max()))
+        waited_s.append(float(starts.max() - starts.mean()))
+    return rounds_s, waited_s
 
 
 def main() -> int:
@@ -118,6 +139,8 @@ def main() -> int:
         return code
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     chain_cpu_s = cpu.ru_utime + cpu.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
+    import numpy as np
+
     results = [json.loads(p.read_text()) for p in sorted(workdir.glob("overhead-*.json"))]
     plain_s = max(r["plain_s"] for r in results)
     swarm_s = max(r["swarm_s"] for r in results)
@@ -129,7 +152,12 @@ def main() -> int:
         print(f"node {i}: plain {r['plain_s']:.2f}s, swarm {r['swarm_s']:.2f}s (initial sync "
               f"{r['initial_s']:.2f}s); per later "
               f"round {r['seconds']:.2f}s = vote {r['vote_s']:.2f} + agree {r['wait_s']:.2f} + "
-              f"exchange {r['exchange_s']:.2f}")  # fmt: skip
+              f"exchange {r['exchange_s']:.2f}; {r['voted_ahead']} of {len(r['history'])} "
+              "votes cast while batches trained")  # fmt: skip
+    rounds_s, waited_s = _round_costs([r["history"] for r in results])
+    print(f"per round, mean of {len(rounds_s)}: the round itself (last node's vote -> merged "
+          f"model loaded everywhere) {np.mean(rounds_s):.3f}s; before it, a node waited "
+          f"{np.mean(waited_s):.3f}s on average for the slowest to end its batches")  # fmt: skip
     print(f"overhead nodes={args.nodes} sync_frequency={results[0]['steps']} "
           f"plain_s={plain_s:.2f} swarm_s={swarm_s:.2f} ratio={swarm_s / plain_s:.2f}")  # fmt: skip
     return 0

@@ -11,6 +11,7 @@ after changing only its import line.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,7 @@ from swarmlib.errors import ConfigurationError, SwarmEnded
 from swarmlib.merge import STRATEGIES
 from swarmlib.node import SwarmNode
 
-__all__ = ["HPE_ARGUMENTS", "SwarmCallback"]
+__all__ = ["HPE_ARGUMENTS", "SwarmCallback", "vote_lead"]
 
 #: HPE Swarm Learning's argument names and their swarmlib equivalents.
 HPE_ARGUMENTS = {
@@ -39,10 +40,27 @@ HPE_ARGUMENTS = {
 }
 _CHECKIN = ("inactive", "snapshot", "active")
 _UNSET: Any = object()
-#: The vote for a sync is cast at the start of the batch that ends with it (see
-#: ``SwarmNode.vote_ahead``) when the last batch took less than this share of the
-#: exchange's timeout: the other participants may wait that long for this node.
+#: Votes are cast ahead of a sync only over batches that take less than this share of
+#: the exchange's timeout together: the other participants may wait that long for
+#: this node's weights (see :func:`vote_lead`).
 VOTE_AHEAD_MAX_SHARE = 0.1
+
+
+def vote_lead(batch_s: float | None, vote_s: float, timeout_s: float) -> int:
+    """How many batches before a sync the callback casts its vote (0: at the sync).
+
+    As many batches as the last vote took to cast (``vote_s``, 0 before the first),
+    at least one, so that the round is agreed by the time the weights are ready;
+    but only as many as take less than ``VOTE_AHEAD_MAX_SHARE`` of the exchange's
+    ``timeout_s`` (the other participants wait for this node's weights that long).
+    ``batch_s`` is how long a batch takes; ``None`` before the first batch is
+    timed (it also traces the model), which means no lead.
+    """
+    if batch_s is None:
+        return 0
+    batch_s = max(batch_s, 1e-6)
+    lead = max(1, math.ceil(vote_s / batch_s))
+    return min(lead, int(VOTE_AHEAD_MAX_SHARE * timeout_s / batch_s))
 
 
 def _positive_int(name: str, value: object, alternatives: str = "") -> int:
@@ -206,8 +224,9 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._last_loss: float | None = None
         self.history: list[dict[str, Any]] = []
         self._alone = False  # set when the other nodes have left (SwarmEnded)
-        self._batch_s: float | None = None  # how long the last batch took
+        self._batch_s: float | None = None  # how long a batch takes (moving average)
         self._batch_started = 0.0
+        self._vote_s = 0.0  # how long the last vote cast ahead took
         if self.node is None:
             overrides = {"session": self.training_contract} if self.training_contract else {}
             self.node = SwarmNode.from_env(**overrides)
@@ -217,15 +236,20 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._batch_started = time.perf_counter()
-        if self._since_sync + 1 >= self._interval and not self._alone:
-            assert self.node is not None
-            last = self._batch_s
-            if last is not None and last < VOTE_AHEAD_MAX_SHARE * self.node.config.timeout:
-                # the round can be agreed while this batch trains (the vote needs no weights)
-                self.node.vote_ahead(self._n_samples())
+        assert self.node is not None
+        lead = vote_lead(self._batch_s, self._vote_s, self.node.config.timeout)
+        to_sync = self._interval - self._since_sync  # batches until the sync, this one included
+        steps = (self.params or {}).get("steps")
+        # not across the end of an epoch (validation and other callbacks run there), unless
+        # the sync ends this very batch
+        in_epoch = to_sync == 1 or (steps is not None and batch + to_sync <= steps)
+        if 0 < to_sync <= lead and in_epoch and not self._alone:
+            # the round can be agreed while these batches train (the vote needs no weights)
+            self.node.vote_ahead(self._n_samples())
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        self._batch_s = time.perf_counter() - self._batch_started
+        took = time.perf_counter() - self._batch_started
+        self._batch_s = took if self._batch_s is None else 0.7 * self._batch_s + 0.3 * took
         self._since_sync += 1
         if self._since_sync >= self._interval:
             self._sync()
@@ -266,7 +290,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
     def _merge(self, *, initial: bool, final: bool) -> None:
         assert self.node is not None
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
         weights = self.model.get_weights()
         chosen = self._indices()
         local = [weights[i] for i in chosen]
@@ -293,6 +317,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.model.set_weights(weights)
         self._since_sync = 0
         stats = self.node.last_stats
+        self._vote_s = self.node.last_timing.get("vote_ahead_s", self._vote_s)
         record = {
             "round": self.node.round - 1,
             "participants": len(stats.participants) if stats else 0,
@@ -302,6 +327,8 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             "mb_sent": (stats.bytes_sent / 1e6) if stats else 0.0,
             "val_loss": self._last_loss,
             "kind": "initial" if initial else "final" if final else "sync",
+            "started_at": started_at,
+            "voted_ahead": "vote_ahead_s" in self.node.last_timing,
             **self.node.last_timing,
         }
         self.history.append(record)

@@ -105,6 +105,7 @@ class _EarlyVote:
     receipt: Any
     agreed: RoundInfo | None
     members: list[MemberInfo] | None  # the participants' records, when it closed the round
+    seconds: float  # how long casting it took
 
 
 @dataclass
@@ -387,11 +388,12 @@ class SwarmNode:
         round_id, last_hash = self.round, self.last_hash
 
         def vote() -> _EarlyVote:
+            started = time.perf_counter()
             self._register_if_rotated()
             receipt = self.ledger.ready(self.config.session, round_id, 0, n_samples, last_hash)
             agreed = self.ledger.agreed_by(receipt, self.config.session, round_id, 0)
             members = None if agreed is None else self.ledger.members_of(agreed.participants)
-            return _EarlyVote(receipt, agreed, members)
+            return _EarlyVote(receipt, agreed, members, time.perf_counter() - started)
 
         self._ahead = (round_id, n_samples, self._voter.submit(vote))
 
@@ -468,6 +470,7 @@ class SwarmNode:
                     future, early = early, None
                     cast = future.result()
                     receipt = cast.receipt
+                    timing["vote_ahead_s"] = cast.seconds
                 else:
                     receipt = self.ledger.ready(
                         self.config.session, self.round, attempt, n_samples, self.last_hash

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from swarmlib import errors
-from swarmlib.callback import SwarmCallback
+from swarmlib.callback import SwarmCallback, vote_lead
 from swarmlib.launcher import LocalSwarm, run_script
 from swarmlib.ledger.audit import audit
 
@@ -48,6 +48,14 @@ def test_hpe_spellings_are_accepted_and_mixed_or_unknown_ones_refused() -> None:
         SwarmCallback(syncFreq=8, min_peers=2)
 
 
+def test_votes_are_cast_ahead_over_batches_that_cover_the_last_vote() -> None:
+    assert vote_lead(None, 0.0, 60) == 0  # the first batch is not timed yet: vote at the sync
+    assert vote_lead(0.08, 0.0, 60) == 1  # no vote timed yet: one batch ahead
+    assert vote_lead(0.08, 0.15, 60) == 2  # a vote of 0.15 s needs two 0.08 s batches
+    assert vote_lead(0.08, 30.0, 60) == 75  # never more than 10 % of the timeout (6 s)
+    assert vote_lead(7.0, 0.05, 60) == 0  # a batch longer than that: vote at the sync
+
+
 @pytest.mark.slow
 def test_three_keras_nodes_agree_beat_every_local_model_and_audit_clean(tmp_path: Path) -> None:
     rows: list[object] = []
@@ -75,6 +83,9 @@ def test_an_hpe_style_script_runs_unchanged(tmp_path: Path) -> None:
     assert code == 0
     assert (tmp_path / "hpe-0.bin.backend").read_text() == "tensorflow"
     assert (tmp_path / "hpe-0.bin").read_bytes() == (tmp_path / "hpe-1.bin").read_bytes()
+    # the 4 syncs during training (every 5 of 20 batches) voted while batches trained;
+    # the initial and the final one cannot
+    assert (tmp_path / "hpe-0.bin.voted_ahead").read_text() == "4"
 
 
 @pytest.mark.slow
@@ -89,6 +100,7 @@ def test_the_callback_runs_on_the_pytorch_and_jax_backends(tmp_path: Path, backe
     assert code == 0
     assert (tmp_path / "hpe-0.bin.backend").read_text() == backend
     assert (tmp_path / "hpe-0.bin").read_bytes() == (tmp_path / "hpe-1.bin").read_bytes()
+    assert (tmp_path / "hpe-1.bin.voted_ahead").read_text() == "4"
 
 
 @pytest.mark.slow

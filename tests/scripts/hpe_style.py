@@ -34,3 +34,5 @@ with open(out, "wb") as f:
     f.write(weights)
 with open(out + ".backend", "w") as f:
     f.write(keras.backend.backend())
+with open(out + ".voted_ahead", "w") as f:  # rounds whose vote was cast while batches trained
+    f.write(str(sum(record["voted_ahead"] for record in swarm_callback.history)))
