@@ -150,7 +150,7 @@ def test_a_sync_after_a_vote_ahead_must_bring_the_voted_n_samples(
     weights = node_weights(0, 0)
     with SwarmNode(NodeConfig.from_env(envs[0])) as node:
         node.vote_ahead(10)
-        with pytest.raises(errors.ConfigurationError, match="voted n_samples=10 .* pass the same"):
+        with pytest.raises(errors.ConfigurationError, match=r"voted n_samples=10 .* pass the same"):
             node.sync(weights, 20)
         merged = node.sync(weights, 10)  # the vote was kept: the round goes on with it
         assert node.round == 1
