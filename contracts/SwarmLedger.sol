@@ -49,6 +49,12 @@ contract SwarmLedger {
         mapping(address => Vote) votes;
     }
 
+    struct Latest {
+        bool any;
+        uint64 round;
+        uint32 attempt;
+    }
+
     mapping(address => bool) public isAdmin;
     uint256 public adminCount;
     mapping(address => Member) private members;
@@ -59,6 +65,7 @@ contract SwarmLedger {
     bytes32[] private sessionList;
     mapping(bytes32 => mapping(uint64 => mapping(uint32 => Round))) private rounds;
     mapping(bytes32 => Presence) private presence;
+    mapping(bytes32 => Latest) private latest;
 
     event AdminAdded(address indexed admin, address indexed by);
     event AdminRemoved(address indexed admin, address indexed by);
@@ -216,7 +223,13 @@ contract SwarmLedger {
         Round storage r = rounds[session][round][attempt];
         if (r.closed) revert RoundClosed(session, round, attempt);
         if (r.votes[msg.sender].voted) revert AlreadyVoted(msg.sender, round, attempt);
-        if (r.participants.length == 0) r.openedAt = uint64(block.timestamp);
+        if (r.participants.length == 0) {
+            r.openedAt = uint64(block.timestamp);
+            Latest storage l = latest[session];
+            if (!l.any || round > l.round || (round == l.round && attempt > l.attempt)) {
+                latest[session] = Latest(true, round, attempt);
+            }
+        }
         r.votes[msg.sender] = Vote(true, nSamples, previousMergedHash);
         r.participants.push(msg.sender);
         Presence storage p = presence[session];
@@ -317,6 +330,17 @@ contract SwarmLedger {
     {
         Round storage r = rounds[session][round][attempt];
         return (r.openedAt, r.closed, r.participants);
+    }
+
+    /// @notice The highest round and attempt anyone voted in, and whether it has closed: where a
+    ///         node that comes late joins, without scanning the `Voted` events of the whole chain.
+    function latestRound(bytes32 session)
+        external
+        view
+        returns (bool any, uint64 round, uint32 attempt, bool closed)
+    {
+        Latest storage l = latest[session];
+        return (l.any, l.round, l.attempt, rounds[session][l.round][l.attempt].closed);
     }
 
     /// @notice Whether a round of `session` has closed, and the members its next round waits for.

@@ -605,16 +605,11 @@ class SwarmNode:
 
     def _current_round(self) -> tuple[int, bool]:
         """The highest round anyone voted in this session, and whether it is still open."""
-        from swarmlib.ledger.client import session_id
-
-        events = self.ledger.contract.events.Voted().get_logs(
-            argument_filters={"session": session_id(self.config.session)}, from_block=0
-        )
-        if not events:
+        latest = self.ledger.latest_round(self.config.session)
+        if latest is None:
             return 0, True
-        top = max(events, key=lambda e: (e["args"]["round"], e["args"]["attempt"]))["args"]
-        state = self.ledger.round(self.config.session, top["round"], top["attempt"])
-        return int(top["round"]), not state.closed
+        round_id, _, closed = latest
+        return round_id, not closed
 
     def _peers(
         self,

@@ -180,6 +180,26 @@ def test_a_failed_attempt_is_retried_as_the_next_attempt(swarm: Swarm) -> None:
     assert state.participants == (swarm.addr(0), swarm.addr(1))
 
 
+def test_the_latest_round_and_attempt_are_one_call_away(swarm: Swarm) -> None:
+    # where a late node joins, without scanning Voted events from block 0
+    swarm.admin.create_session("s", min_peers=2, quorum_wait=600)
+    swarm.admin.create_session("other", min_peers=2, quorum_wait=600)
+    assert swarm.admin.latest_round("s") is None
+    swarm.nodes[0].ready("s", 0, 0, 10)
+    assert swarm.admin.latest_round("s") == (0, 0, False)
+    for node in swarm.nodes[1:3]:
+        node.ready("s", 0, 0, 10)
+    assert swarm.admin.latest_round("s") == (0, 0, True)
+    swarm.nodes[0].ready("s", 0, 1, 10)  # a retry
+    assert swarm.admin.latest_round("s") == (0, 1, False)
+    swarm.nodes[1].ready("s", 0, 1, 10)
+    swarm.travel(601)
+    swarm.nodes[0].wait_for_round("s", 0, 1, timeout=10)
+    swarm.nodes[1].ready("s", 1, 0, 10)
+    assert swarm.admin.latest_round("s") == (1, 0, False)
+    assert swarm.admin.latest_round("other") is None  # sessions are separate
+
+
 def test_round_0_waits_for_a_member_that_has_not_started_yet(swarm: Swarm) -> None:
     swarm.add(3)  # added by the admin, but its node has not registered (started) yet
     swarm.admin.create_session("s", min_peers=2, quorum_wait=600)

@@ -285,6 +285,16 @@ class LedgerClient:
         )
         return RoundInfo(round_id, attempt, opened, closed, tuple(participants))
 
+    def latest_round(self, session: str) -> tuple[int, int, bool] | None:
+        """``(round, attempt, closed)`` of the highest round anyone voted in; None before any vote.
+
+        One call, whatever the chain's length: where a node that comes late joins.
+        """
+        any_vote, round_id, attempt, closed = self._call(
+            self.contract.functions.latestRound(session_id(session))
+        )
+        return (int(round_id), int(attempt), bool(closed)) if any_vote else None
+
     def presence(self, session: str) -> PresenceInfo:
         """Whom the next round of ``session`` waits for (see the contract's closing rule)."""
         started, members = self._call(self.contract.functions.getPresence(session_id(session)))
