@@ -1,18 +1,23 @@
 """What does Swarm Learning add to `fit`? The paper's leukemia network, 3 nodes, one sync per epoch.
 
 Each node (a process started by `swarmlib run`) trains the same network on its
-own synthetic data, with the same epochs and batch size, alternately with a plain
-`fit` and with `SwarmCallback` syncing once per epoch (plus the initial and final
-syncs), `--repeats` times. A tiny barrier round starts every phase on all nodes at
-the same moment, so both phases see the same contention on this machine. Times are
+own synthetic data, with the same epochs and batch size, in three phases: a plain
+`fit`, a `fit` with `SwarmCallback` syncing once per epoch (plus the initial and
+final syncs), and the same with every vote cast at its sync (`vote_ahead=False`),
+`--repeats` times. A tiny barrier round starts every phase on all nodes at the
+same moment, so all phases see the same contention on this machine. Times are
 summed over the repeats. It prints the CPU the launcher's chain used, each node's
 rounds (vote, agree, exchange), what a round costs by itself (from the last node's
 vote to the merged model loaded everywhere) apart from the wait for the slowest
-node to end its batches, and as its last line
+node to end its batches, the ratio without votes cast ahead, and as its last line
 
     overhead nodes=N sync_frequency=F plain_s=<slowest> swarm_s=<slowest> ratio=<swarm/plain>
 
     python benchmarks/overhead.py [--nodes 3] [--epochs 3] [--repeats 2] [--samples 1024]
+                                  [--anvil-block-time S]
+
+With `--anvil-block-time S` the chain is anvil (from `make npm-tools`), started on
+127.0.0.1 and mining a block every S seconds, as a chain with a block period does.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 GENES = 12_708
@@ -63,37 +69,42 @@ def node(args: argparse.Namespace) -> None:
         # phases then see the same contention, and no node counts waiting for the others
         member.sync([np.zeros(1, np.float32)], 1)
 
-    plain_s = swarm_s = 0.0
-    initial: list[float] = []  # the initial sync of each swarm fit
-    later: list[dict[str, float]] = []  # its other rounds
+    def swarm_fit(vote_ahead: bool) -> tuple[float, list[dict[str, float]], int]:
+        model = network()
+        callback = SwarmCallback(sync_frequency=steps, min_peers=args.nodes, batch_size=args.batch,
+                                 verbose=0, node=member, vote_ahead=vote_ahead)  # fmt: skip
+        barrier()
+        t = time.perf_counter()
+        model.fit(x, y, epochs=args.epochs, batch_size=args.batch, verbose=0,
+                  callbacks=[callback])  # fmt: skip
+        return time.perf_counter() - t, callback.history, model.count_params()
+
+    plain_s = swarm_s = at_sync_s = 0.0
+    history: list[dict[str, float]] = []  # the rounds of the swarm fits that vote ahead
     for _ in range(args.repeats):
         plain = network()
         barrier()
         t = time.perf_counter()
         plain.fit(x, y, epochs=args.epochs, batch_size=args.batch, verbose=0)
         plain_s += time.perf_counter() - t
-        swarm = network()
-        callback = SwarmCallback(sync_frequency=steps, min_peers=args.nodes,
-                                 batch_size=args.batch, verbose=0, node=member)  # fmt: skip
-        barrier()
-        t = time.perf_counter()
-        swarm.fit(x, y, epochs=args.epochs, batch_size=args.batch, verbose=0,
-                  callbacks=[callback])  # fmt: skip
-        swarm_s += time.perf_counter() - t
-        initial.append(callback.history[0]["seconds"])
-        later += callback.history[1:]
-    params = swarm.count_params()
+        took, rounds, params = swarm_fit(vote_ahead=True)
+        swarm_s += took
+        history += rounds
+        at_sync_s += swarm_fit(vote_ahead=False)[0]
+    later = [h for h in history if h["kind"] != "initial"]
     out = Path(os.environ["SWARMLIB_WORKDIR"]) / f"overhead-{index}.json"
     timing = {k: float(np.mean([h.get(k, 0.0) for h in later]))
               for k in ("vote_s", "wait_s", "exchange_s", "seconds")}  # fmt: skip
-    timing["voted_ahead"] = sum(h["voted_ahead"] for h in later)
-    rounds = len(callback.history)
-    out.write_text(json.dumps({"plain_s": plain_s, "swarm_s": swarm_s, "params": params,
-                               "rounds": rounds, "steps": steps,
-                               "initial_s": float(np.mean(initial)), **timing,
-                               "history": later}))  # fmt: skip
-    print(f"plain {plain_s:.1f}s, swarm {swarm_s:.1f}s, {params:,} parameters, "
-          f"{rounds} rounds per fit, {args.repeats} fit(s) each", flush=True)  # fmt: skip
+    initial_s = float(np.mean([h["seconds"] for h in history if h["kind"] == "initial"]))
+    out.write_text(json.dumps({"plain_s": plain_s, "swarm_s": swarm_s, "at_sync_s": at_sync_s,
+                               "params": params, "rounds": len(rounds), "steps": steps,
+                               "initial_s": initial_s, **timing,
+                               "voted_ahead": sum(h["voted_ahead"] for h in later),
+                               "later": len(later),
+                               "history": history}))  # fmt: skip
+    print(f"plain {plain_s:.1f}s, swarm {swarm_s:.1f}s (votes at the sync: {at_sync_s:.1f}s), "
+          f"{params:,} parameters, {len(rounds)} rounds per fit, {args.repeats} fit(s) each",
+          flush=True)  # fmt: skip
 
 
 def _round_costs(histories: list[list[dict[str, float]]]) -> tuple[list[float], list[float]]:
@@ -121,7 +132,11 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2,
-                        help="plain/swarm pairs per node; times are summed over them")  # fmt: skip
+                        help="plain/swarm rounds of phases per node; times are summed over "
+                        "them")  # fmt: skip
+    parser.add_argument("--anvil-block-time", type=float, metavar="S",
+                        help="run the chain on anvil (started here on 127.0.0.1), mining a "
+                        "block every S seconds, instead of the embedded chain")  # fmt: skip
     parser.add_argument("--node", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.node:
@@ -133,8 +148,16 @@ def main() -> int:
     import resource
 
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-    code = run_script(args.nodes, __file__, ["--node", *sys.argv[1:]], workdir=workdir,
-                      quorum_wait=30)  # fmt: skip
+    with ExitStack() as stack:
+        chain: dict[str, str] = {}
+        if args.anvil_block_time:
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+            from tests.chains import ANVIL_KEY, anvil  # the test suite's anvil, ended by pid
+
+            url = stack.enter_context(anvil("--block-time", f"{args.anvil_block_time:g}"))
+            chain = {"rpc": url, "admin_key": ANVIL_KEY}
+        code = run_script(args.nodes, __file__, ["--node", *sys.argv[1:]], workdir=workdir,
+                          quorum_wait=30, **chain)  # fmt: skip
     if code:
         return code
     cpu = resource.getrusage(resource.RUSAGE_SELF)
@@ -147,17 +170,25 @@ def main() -> int:
     print(f"{results[0]['params']:,} parameters; {args.repeats} x (plain fit, swarm fit) per "
           f"node, each fit {args.epochs} epochs of {results[0]['steps']} batches, "
           f"{results[0]['rounds']} rounds per swarm fit")  # fmt: skip
-    print(f"launcher (chain served by py-evm): {chain_cpu_s:.1f}s of CPU in the whole run")
+    if args.anvil_block_time:
+        print(f"chain: anvil on 127.0.0.1, a block every {args.anvil_block_time:g}s")
+    else:
+        print(f"launcher (chain served by py-evm): {chain_cpu_s:.1f}s of CPU in the whole run")
     for i, r in enumerate(results):
         print(f"node {i}: plain {r['plain_s']:.2f}s, swarm {r['swarm_s']:.2f}s (initial sync "
               f"{r['initial_s']:.2f}s); per later "
               f"round {r['seconds']:.2f}s = vote {r['vote_s']:.2f} + agree {r['wait_s']:.2f} + "
-              f"exchange {r['exchange_s']:.2f}; {r['voted_ahead']} of {len(r['history'])} "
+              f"exchange {r['exchange_s']:.2f}; {r['voted_ahead']} of {r['later']} "
               "votes cast while batches trained")  # fmt: skip
-    rounds_s, waited_s = _round_costs([r["history"] for r in results])
+    rounds_s, waited_s = _round_costs(
+        [[h for h in r["history"] if h["kind"] != "initial"] for r in results]
+    )
     print(f"per round, mean of {len(rounds_s)}: the round itself (last node's vote -> merged "
           f"model loaded everywhere) {np.mean(rounds_s):.3f}s; before it, a node waited "
           f"{np.mean(waited_s):.3f}s on average for the slowest to end its batches")  # fmt: skip
+    at_sync_s = max(r["at_sync_s"] for r in results)
+    print(f"the same swarm fits with each vote cast at its sync (vote_ahead=False): "
+          f"swarm_s={at_sync_s:.2f} ratio={at_sync_s / plain_s:.2f}")  # fmt: skip
     print(f"overhead nodes={args.nodes} sync_frequency={results[0]['steps']} "
           f"plain_s={plain_s:.2f} swarm_s={swarm_s:.2f} ratio={swarm_s / plain_s:.2f}")  # fmt: skip
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -49,8 +50,10 @@ VOTE_AHEAD_MAX_SHARE = 0.1
 def vote_lead(batch_s: float | None, vote_s: float, timeout_s: float) -> int:
     """How many batches before a sync the callback casts its vote (0: at the sync).
 
-    As many batches as the last vote took to cast (``vote_s``, 0 before the first),
-    at least one, so that the round is agreed by the time the weights are ready;
+    As many batches as a vote takes to cast (``vote_s``: the callback passes the
+    longest of its last three; 0 before the first), at least one, so that the round
+    is agreed by the time the weights are ready (on a chain with a block period a
+    vote waits for the next block, anywhere from nothing to a whole period);
     but only as many as take less than ``VOTE_AHEAD_MAX_SHARE`` of the exchange's
     ``timeout_s`` (the other participants wait for this node's weights that long).
     ``batch_s`` is how long a batch takes; ``None`` before the first batch is
@@ -124,6 +127,8 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         batch_size: The ``fit`` batch size, for ``node_weight="samples"``.
             Defaults to 32, Keras' default.
         verbose: 1 prints a line per merge. Defaults to 1.
+        vote_ahead: Cast each sync's vote a few batches early, so that the round
+            is agreed while they train (see :func:`vote_lead`). Defaults to ``True``.
 
     Raises:
         ConfigurationError: in ``__init__``, for a bad, unknown or doubly spelled
@@ -148,6 +153,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         weight_filter: Callable[[Any], bool] | None = None,
         batch_size: int = 32,
         verbose: int = 1,
+        vote_ahead: bool = True,
         **hpe: Any,
     ):
         super().__init__()
@@ -213,6 +219,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.node = node
         self.log = logger or logging.getLogger(__name__)
         self.weight_filter = weight_filter
+        self.vote_ahead = bool(vote_ahead)
         self.batch_size = batch_size
         self.verbose = verbose
 
@@ -226,7 +233,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._alone = False  # set when the other nodes have left (SwarmEnded)
         self._batch_s: float | None = None  # how long a batch takes (moving average)
         self._batch_started = 0.0
-        self._vote_s = 0.0  # how long the last vote cast ahead took
+        self._votes_s: deque[float] = deque(maxlen=3)  # how long the last votes cast ahead took
         if self.node is None:
             overrides = {"session": self.training_contract} if self.training_contract else {}
             self.node = SwarmNode.from_env(**overrides)
@@ -237,13 +244,13 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._batch_started = time.perf_counter()
         assert self.node is not None
-        lead = vote_lead(self._batch_s, self._vote_s, self.node.config.timeout)
+        lead = vote_lead(self._batch_s, max(self._votes_s, default=0.0), self.node.config.timeout)
         to_sync = self._interval - self._since_sync  # batches until the sync, this one included
         steps = (self.params or {}).get("steps")
         # not across the end of an epoch (validation and other callbacks run there), unless
         # the sync ends this very batch
         in_epoch = to_sync == 1 or (steps is not None and batch + to_sync <= steps)
-        if 0 < to_sync <= lead and in_epoch and not self._alone:
+        if self.vote_ahead and 0 < to_sync <= lead and in_epoch and not self._alone:
             # the round can be agreed while these batches train (the vote needs no weights)
             self.node.vote_ahead(self._n_samples())
 
@@ -317,7 +324,8 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.model.set_weights(weights)
         self._since_sync = 0
         stats = self.node.last_stats
-        self._vote_s = self.node.last_timing.get("vote_ahead_s", self._vote_s)
+        if "vote_ahead_s" in self.node.last_timing:
+            self._votes_s.append(self.node.last_timing["vote_ahead_s"])
         record = {
             "round": self.node.round - 1,
             "participants": len(stats.participants) if stats else 0,

@@ -89,6 +89,8 @@ def _run(args: argparse.Namespace) -> int:
         quorum_wait=args.quorum_wait,
         timeout=args.timeout,
         keep_going=args.keep_going,
+        rpc=args.rpc,
+        admin_key=Path(args.admin_key).read_text().strip() if args.admin_key else None,
     )
 
 
@@ -217,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, help="stop every node after this many seconds")
     run.add_argument(
         "--keep-going", action="store_true", help="let the others run when a node fails"
+    )
+    run.add_argument(
+        "--rpc", help="a development chain to use instead of the embedded one, e.g. anvil"
+    )
+    run.add_argument(
+        "--admin-key",
+        help="with --rpc: file with the hex key of a funded account there (deploys, pays nodes)",
     )
     run.add_argument("script")
     run.add_argument("args", nargs=argparse.REMAINDER)

@@ -57,6 +57,12 @@ class LocalSwarm:
         min_peers: The session's ``min_peers``. Defaults to ``nodes``.
         quorum_wait: Seconds after which a round may close without everyone. Defaults to 10.
         round_timeout: Seconds a node waits for a round. Defaults to 300.
+        rpc: JSON-RPC URL of a development chain to use instead of serving the
+            embedded one (anvil, a geth or Besu dev network). Defaults to ``None``:
+            serve the embedded chain on 127.0.0.1 in this process.
+        admin_key: With ``rpc``: the hex private key of a funded account on that
+            chain. It deploys the contract, becomes its admin and funds a fresh
+            account for every node. Required with ``rpc``.
     """
 
     nodes: int
@@ -65,6 +71,8 @@ class LocalSwarm:
     min_peers: int | None = None
     quorum_wait: int = 10
     round_timeout: int = 300
+    rpc: str | None = None
+    admin_key: str | None = field(default=None, repr=False)
     envs: list[dict[str, str]] = field(default_factory=list)
 
     def start(self) -> LocalSwarm:
@@ -72,11 +80,24 @@ class LocalSwarm:
         if not 1 <= self.nodes <= MAX_NODES:
             raise ConfigurationError(f"-n must be between 1 and {MAX_NODES} (got {self.nodes}).")
         self.workdir = Path(self.workdir or tempfile.mkdtemp(prefix="swarmlib-run-"))
-        self.server = ChainServer(port=0)
-        self.server.start()
-        w3 = connect(self.server.url)
-        accounts = dev_accounts()
-        self.admin = LedgerClient.deploy(w3, accounts[0], rpc=self.server.url)
+        self.server: ChainServer | None = None
+        if self.rpc is None:
+            self.server = ChainServer(port=0)
+            self.server.start()
+            self.url = self.server.url
+        else:
+            self.url = self.rpc
+        w3 = connect(self.url)
+        if self.rpc is None:
+            accounts = dev_accounts()  # the embedded chain funds these
+        elif self.admin_key is None:
+            raise ConfigurationError(
+                f"A local swarm on {self.rpc} needs the key of a funded account on it to deploy "
+                "the contract and fund the nodes: pass admin_key (swarmlib run --admin-key FILE)."
+            )
+        else:
+            accounts = [Account.from_key(self.admin_key)]  # nodes get fresh, funded keys
+        self.admin = LedgerClient.deploy(w3, accounts[0], rpc=self.url)
         self.admin.create_session(
             self.session,
             min_peers=self.min_peers or self.nodes,
@@ -90,7 +111,7 @@ class LocalSwarm:
             issued = ca.issue_files(f"spiffe://{TRUST_DOMAIN}/node-{i}", folder)
             if i + 1 < len(accounts):
                 account = accounts[i + 1]
-            else:  # beyond the dev chain's own funded accounts
+            else:  # beyond the chain's own funded accounts
                 account = Account.create()
                 self.admin.fund(account.address, _NODE_FUNDS)
             key = folder / "eth.key"
@@ -98,7 +119,7 @@ class LocalSwarm:
             self.admin.add_member(account.address, issued.spiffe_id)
             self.envs.append(
                 {
-                    "SWARMLIB_RPC": self.server.url,
+                    "SWARMLIB_RPC": self.url,
                     "SWARMLIB_CONTRACT": self.admin.address,
                     "SWARMLIB_SESSION": self.session,
                     "SWARMLIB_KEY_FILE": str(key),
@@ -114,9 +135,10 @@ class LocalSwarm:
         return self
 
     def stop(self) -> None:
-        """Stop serving the chain."""
-        if getattr(self, "server", None) is not None:
-            self.server.stop()
+        """Stop serving the chain (a chain given as ``rpc`` is left running)."""
+        server: ChainServer | None = getattr(self, "server", None)
+        if server is not None:
+            server.stop()
 
     def __enter__(self) -> LocalSwarm:
         return self.start()
@@ -148,10 +170,15 @@ def run_script(
     extra_env: dict[str, str] | None = None,
     on_finish: Callable[[LocalSwarm], None] | None = None,
     keep_going: bool = False,
+    rpc: str | None = None,
+    admin_key: str | None = None,
 ) -> int:
     """Run ``python SCRIPT ARGS`` as ``nodes`` swarm nodes; returns the exit code.
 
     Args:
+        rpc, admin_key: A development chain to use instead of the embedded one,
+            and a funded key on it (see :class:`LocalSwarm`). Defaults to
+            serving the embedded chain.
         timeout: Seconds before every node is stopped. Defaults to no limit.
         extra_env: More environment variables for every node.
         on_finish: Called with the swarm after the nodes stopped, while its chain
@@ -166,7 +193,8 @@ def run_script(
         raise ConfigurationError(f"No script {script!r}.")
     return _launch(nodes, [sys.executable, script, *args], workdir=workdir, min_peers=min_peers,
                    quorum_wait=quorum_wait, timeout=timeout, extra_env=extra_env,
-                   on_finish=on_finish, keep_going=keep_going)  # fmt: skip
+                   on_finish=on_finish, keep_going=keep_going, rpc=rpc,
+                   admin_key=admin_key)  # fmt: skip
 
 
 def run_nodes(
@@ -178,6 +206,8 @@ def run_nodes(
     quorum_wait: int = 10,
     timeout: float | None = None,
     extra_env: dict[str, str] | None = None,
+    rpc: str | None = None,
+    admin_key: str | None = None,
 ) -> list[T]:
     """Run ``fn()`` as ``nodes`` swarm nodes, each in its own process; returns their results.
 
@@ -194,8 +224,9 @@ def run_nodes(
 
         weights = run_nodes(train, 3)     # one entry per node, in node order
 
-    The swarm is set up as by ``swarmlib run`` (dev CA, chain on 127.0.0.1,
-    contract, session); each node's output is shown prefixed ``[node-i]``.
+    The swarm is set up as by ``swarmlib run`` (dev CA, chain on 127.0.0.1 or
+    the development chain at ``rpc`` with ``admin_key``, contract, session);
+    each node's output is shown prefixed ``[node-i]``.
     ``fn`` goes to the processes with cloudpickle, so functions defined in a
     notebook work; it must import what it uses (Keras, numpy) or find it in the
     notebook's globals. Results come back the same way, from these local child
@@ -229,7 +260,8 @@ def run_nodes(
     try:
         code = _launch(nodes, [sys.executable, "-m", "swarmlib._entry", str(payload)],
                        workdir=workdir, min_peers=min_peers, quorum_wait=quorum_wait,
-                       timeout=timeout, extra_env=extra_env, on_finish=collect)  # fmt: skip
+                       timeout=timeout, extra_env=extra_env, on_finish=collect,
+                       rpc=rpc, admin_key=admin_key)  # fmt: skip
     finally:
         payload.unlink(missing_ok=True)
         payload_dir.rmdir()
@@ -251,12 +283,14 @@ def _launch(
     extra_env: dict[str, str] | None,
     on_finish: Callable[[LocalSwarm], None] | None,
     keep_going: bool = False,
+    rpc: str | None = None,
+    admin_key: str | None = None,
 ) -> int:
     with LocalSwarm(nodes, Path(workdir) if workdir else None, min_peers=min_peers,
-                    quorum_wait=quorum_wait) as swarm:  # fmt: skip
+                    quorum_wait=quorum_wait, rpc=rpc, admin_key=admin_key) as swarm:  # fmt: skip
         procs: list[subprocess.Popen[bytes]] = []
         pumps = []
-        print(f"swarmlib run: {nodes} nodes, chain {swarm.server.url}, contract "
+        print(f"swarmlib run: {nodes} nodes, chain {swarm.url}, contract "
               f"{swarm.admin.address}, workdir {swarm.workdir}", flush=True)  # fmt: skip
         try:
             for i, env in enumerate(swarm.envs):

@@ -16,6 +16,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 ANVIL = ROOT / ".npm" / "node_modules" / ".bin" / "anvil"
+#: anvil's first test account (public, funded with 10,000 ether on every anvil)
+ANVIL_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 
 
 def free_port() -> int:
@@ -60,13 +62,17 @@ def _process(cmd: list[str], url: str) -> Iterator[str]:
 
 
 @contextmanager
-def anvil() -> Iterator[str]:
-    """An anvil node (npm @foundry-rs/anvil, installed by `make test`) on a free port."""
+def anvil(*options: str) -> Iterator[str]:
+    """An anvil node (npm @foundry-rs/anvil, installed by `make test`) on a free port.
+
+    ``options`` go to anvil, e.g. ``"--block-time", "1"`` to mine a block a second
+    instead of one per transaction.
+    """
     if not ANVIL.exists():
         raise RuntimeError(f"{ANVIL} is missing: run `make npm-tools` (make test does).")
     port = free_port()
     with _process(
-        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent"],
+        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent", *options],
         f"http://127.0.0.1:{port}",
     ) as url:
         yield url

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from swarmlib import errors
-from swarmlib.launcher import run_nodes
+from swarmlib.launcher import LocalSwarm, run_nodes
+from swarmlib.ledger import connect
+from tests.chains import ANVIL_KEY, anvil
 
 CELL = """
 import os
@@ -68,3 +70,16 @@ def test_more_nodes_than_the_dev_chain_has_accounts_are_funded_and_merge(tmp_pat
     keys = sorted(tmp_path.glob("node-*/eth.key"))
     assert len({k.read_text() for k in keys}) == n
     assert all(k.stat().st_mode & 0o077 == 0 for k in keys)
+
+
+@pytest.mark.slow
+def test_a_local_swarm_runs_on_anvil_instead_of_the_embedded_chain(tmp_path: Path) -> None:
+    with anvil() as url:
+        with pytest.raises(errors.ConfigurationError, match="pass admin_key"):
+            LocalSwarm(2, tmp_path / "no-key", rpc=url).start()
+        results = run_nodes(_notebook_function(), 2, workdir=tmp_path, timeout=240, rpc=url,
+                            admin_key=ANVIL_KEY)  # fmt: skip
+        for _, merged in results:
+            np.testing.assert_allclose(merged, np.full(4, 2 / 3, np.float32), rtol=1e-6)
+        # deploy, session, funding, members, registrations and the votes went to anvil
+        assert connect(url).eth.block_number >= 10
