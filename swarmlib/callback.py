@@ -80,6 +80,18 @@ def _invalid(name: str, value: object, expected: str) -> ConfigurationError:
     )
 
 
+def _votes_now(batch: int, steps: int | None, to_sync: int, lead: int) -> bool:
+    """Whether to vote at the start of ``batch`` (of ``steps`` in the epoch, None if unknown).
+
+    ``to_sync`` batches remain until the sync, this one included. A vote goes out
+    ``lead`` batches ahead, but never across the end of an epoch (validation and
+    other callbacks run there, for as long as they take), unless the sync ends this
+    very batch.
+    """
+    in_epoch = to_sync == 1 or (steps is not None and batch + to_sync <= steps)
+    return 0 < to_sync <= lead and in_epoch
+
+
 class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
     """Merge the model with the swarm every ``sync_frequency`` batches.
 
@@ -244,13 +256,11 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._batch_started = time.perf_counter()
         assert self.node is not None
+        if not self.vote_ahead or self._alone:
+            return
         lead = vote_lead(self._batch_s, max(self._votes_s, default=0.0), self.node.config.timeout)
         to_sync = self._interval - self._since_sync  # batches until the sync, this one included
-        steps = (self.params or {}).get("steps")
-        # not across the end of an epoch (validation and other callbacks run there), unless
-        # the sync ends this very batch
-        in_epoch = to_sync == 1 or (steps is not None and batch + to_sync <= steps)
-        if self.vote_ahead and 0 < to_sync <= lead and in_epoch and not self._alone:
+        if _votes_now(batch, (self.params or {}).get("steps"), to_sync, lead):
             # the round can be agreed while these batches train (the vote needs no weights)
             self.node.vote_ahead(self._n_samples())
 

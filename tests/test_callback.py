@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from swarmlib import errors
-from swarmlib.callback import SwarmCallback, vote_lead
+from swarmlib.callback import SwarmCallback, _votes_now, vote_lead
 from swarmlib.launcher import LocalSwarm, run_script
 from swarmlib.ledger.audit import audit
 
@@ -48,12 +48,19 @@ def test_hpe_spellings_are_accepted_and_mixed_or_unknown_ones_refused() -> None:
         SwarmCallback(syncFreq=8, min_peers=2)
 
 
-def test_votes_are_cast_ahead_over_batches_that_cover_the_last_vote() -> None:
+def test_votes_are_cast_ahead_by_enough_batches_and_within_the_epoch_of_the_sync() -> None:
     assert vote_lead(None, 0.0, 60) == 0  # the first batch is not timed yet: vote at the sync
     assert vote_lead(0.08, 0.0, 60) == 1  # no vote timed yet: one batch ahead
     assert vote_lead(0.08, 0.15, 60) == 2  # a vote of 0.15 s needs two 0.08 s batches
     assert vote_lead(0.08, 30.0, 60) == 75  # never more than 10 % of the timeout (6 s)
     assert vote_lead(7.0, 0.05, 60) == 0  # a batch longer than that: vote at the sync
+    # ... and only within the epoch of the sync (10 batches an epoch here)
+    assert _votes_now(batch=7, steps=10, to_sync=3, lead=3)  # the sync ends batch 9
+    assert not _votes_now(batch=6, steps=10, to_sync=3, lead=2)  # not yet
+    assert not _votes_now(batch=8, steps=10, to_sync=5, lead=20)  # the sync is in the next epoch
+    assert _votes_now(batch=0, steps=10, to_sync=5, lead=20)  # ... until that epoch begins
+    assert _votes_now(batch=4, steps=None, to_sync=1, lead=1)  # epoch length unknown: same batch
+    assert not _votes_now(batch=4, steps=None, to_sync=2, lead=5)
 
 
 @pytest.mark.slow
