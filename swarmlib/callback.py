@@ -275,7 +275,9 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if self.checkin != "inactive":
             self._sync(final=True)
         assert self.node is not None
-        self.node.finish()  # rounds of nodes still training stop waiting for this one
+        # rounds of nodes still training stop waiting for this one; fit() returns without
+        # waiting for the chain (the next sync, leave() and the interpreter's exit wait for it)
+        self.node.finish(wait=False)
 
     # ------------------------------------------------------------------- sync
 

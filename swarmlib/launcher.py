@@ -176,9 +176,9 @@ def run_script(
     """Run ``python SCRIPT ARGS`` as ``nodes`` swarm nodes; returns the exit code.
 
     Args:
-        rpc, admin_key: A development chain to use instead of the embedded one,
-            and a funded key on it (see :class:`LocalSwarm`). Defaults to
-            serving the embedded chain.
+        rpc: A development chain to use instead of the embedded one (see
+            :class:`LocalSwarm`). Defaults to serving the embedded chain.
+        admin_key: With ``rpc``: the hex key of a funded account on it.
         timeout: Seconds before every node is stopped. Defaults to no limit.
         extra_env: More environment variables for every node.
         on_finish: Called with the swarm after the nodes stopped, while its chain

@@ -190,8 +190,9 @@ class SwarmNode:
         self._registered_hash: bytes | None = None
         self.last_stats: RoundStats | None = None
         self.last_timing: dict[str, float] = {}
-        self._voter: ThreadPoolExecutor | None = None
+        self._voter: ThreadPoolExecutor | None = None  # chain writes that overlap training
         self._ahead: tuple[int, int, Future[_EarlyVote]] | None = None  # round, n_samples, vote
+        self._leaving: Future[None] | None = None  # a finish() not waited for
 
     @classmethod
     def from_env(cls, **overrides: Any) -> SwarmNode:
@@ -383,8 +384,6 @@ class SwarmNode:
             raise ConfigurationError(f"`n_samples` must be positive; got {n_samples}.")
         if self._ahead is not None:
             return
-        if self._voter is None:
-            self._voter = ThreadPoolExecutor(1, thread_name_prefix="swarmlib-vote")
         round_id, last_hash = self.round, self.last_hash
 
         def vote() -> _EarlyVote:
@@ -395,7 +394,19 @@ class SwarmNode:
             members = None if agreed is None else self.ledger.members_of(agreed.participants)
             return _EarlyVote(receipt, agreed, members, time.perf_counter() - started)
 
-        self._ahead = (round_id, n_samples, self._voter.submit(vote))
+        # one worker: after a finish() still being sent, in order (one nonce after the other)
+        self._ahead = (round_id, n_samples, self._background().submit(vote))
+
+    def _background(self) -> ThreadPoolExecutor:
+        if self._voter is None:
+            self._voter = ThreadPoolExecutor(1, thread_name_prefix="swarmlib-chain")
+        return self._voter
+
+    def _settle_leaving(self) -> None:
+        """Wait for a finish() still being sent, before this thread sends (nonce order)."""
+        leaving, self._leaving = self._leaving, None
+        if leaving is not None:
+            leaving.result()  # it logs its own failure
 
     def _take_vote_ahead(self, n_samples: int) -> Future[_EarlyVote] | None:
         """The vote :meth:`vote_ahead` cast for this round, if any (checked against ``sync``)."""
@@ -454,6 +465,7 @@ class SwarmNode:
         if n_samples <= 0:
             raise ConfigurationError(f"`n_samples` must be positive; got {n_samples}.")
         vector, layout = flatten(weights)
+        self._settle_leaving()
         early = self._take_vote_ahead(n_samples)
         if early is None:
             self._register_if_rotated()
@@ -628,7 +640,7 @@ class SwarmNode:
 
     # ----------------------------------------------------------------- leave
 
-    def finish(self) -> None:
+    def finish(self, *, wait: bool = True) -> None:
         """Tell the swarm this node has stopped training: rounds no longer wait for it.
 
         Nodes that train on (they started later, or have more data) then know at
@@ -636,21 +648,35 @@ class SwarmNode:
         (:class:`~swarmlib.errors.SwarmEnded`) instead of waiting out the round
         timeout. The next ``sync`` brings this node back. A chain that cannot be
         reached here is logged, not raised: training is over either way.
+
+        Args:
+            wait: Wait until the chain has it. ``False`` sends it in the
+                background (the Keras callback does, so that ``fit`` returns
+                without waiting for a block); the next ``sync``, :meth:`leave`
+                and the interpreter's exit wait for it. Defaults to ``True``.
         """
         if not self._joined:
             return
         self._settle_vote_ahead()
-        try:
-            self.ledger.leave(self.config.session)
-        except SwarmError as e:
-            logger.warning("Could not tell the chain that this node finished: %s", e)
+        self._settle_leaving()
+
+        def send() -> None:
+            try:
+                self.ledger.leave(self.config.session)
+            except SwarmError as e:
+                logger.warning("Could not tell the chain that this node finished: %s", e)
+
+        if wait:
+            send()
+        else:
+            self._leaving = self._background().submit(send)
 
     def leave(self) -> None:
         """:meth:`finish`, then close the exchange and the identity source.
 
         The chain membership stays: the node may join again later.
         """
-        self.finish()
+        self.finish()  # after one still being sent, and waited for
         if self._voter is not None:
             self._voter.shutdown()
             self._voter = None

@@ -158,6 +158,23 @@ def test_a_sync_after_a_vote_ahead_must_bring_the_voted_n_samples(
             np.testing.assert_array_equal(got, sent)
 
 
+def test_a_finish_sent_in_the_background_is_in_order_with_the_next_votes(
+    chain: ChainServer, tmp_path: Path
+) -> None:
+    admin, envs = _swarm(chain, tmp_path, 1, min_peers=1)
+    me = dev_accounts()[1].address
+    with SwarmNode(NodeConfig.from_env(envs[0])) as node:
+        node.sync(node_weights(0, 0), 10)
+        node.finish(wait=False)  # as the callback's on_train_end: fit() does not wait for it
+        node.sync(node_weights(0, 1), 10)  # the next fit: its vote comes after the finish
+        assert admin.presence("s").members == (me,)
+        node.vote_ahead(10)
+        node.finish(wait=False)  # waits for the vote first, then leaves in the background
+        node.leave()  # waits for that
+        assert admin.presence("s").members == ()
+    assert [row.round for row in audit(admin, "s")] == [0, 1, 2]
+
+
 def test_a_late_node_joins_the_current_round_and_keeps_in_step(
     chain: ChainServer, tmp_path: Path
 ) -> None:
