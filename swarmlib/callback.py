@@ -56,8 +56,8 @@ def vote_lead(batch_s: float | None, vote_s: float, timeout_s: float) -> int:
     vote waits for the next block, anywhere from nothing to a whole period);
     but only as many as take less than ``VOTE_AHEAD_MAX_SHARE`` of the exchange's
     ``timeout_s`` (the other participants wait for this node's weights that long).
-    ``batch_s`` is how long a batch takes; ``None`` before the first batch is
-    timed (it also traces the model), which means no lead.
+    ``batch_s`` is how long a batch takes; ``None`` until one is timed (the
+    callback skips the first of a fit, which also traces the model): no lead.
     """
     if batch_s is None:
         return 0
@@ -244,6 +244,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.history: list[dict[str, Any]] = []
         self._alone = False  # set when the other nodes have left (SwarmEnded)
         self._batch_s: float | None = None  # how long a batch takes (moving average)
+        self._traced = False  # whether the first batch has run
         self._batch_started = 0.0
         self._votes_s: deque[float] = deque(maxlen=3)  # how long the last votes cast ahead took
         if self.node is None:
@@ -266,7 +267,9 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         took = time.perf_counter() - self._batch_started
-        self._batch_s = took if self._batch_s is None else 0.7 * self._batch_s + 0.3 * took
+        if self._traced:  # the first batch of a fit also traces the model: not a measure
+            self._batch_s = took if self._batch_s is None else 0.7 * self._batch_s + 0.3 * took
+        self._traced = True
         self._since_sync += 1
         if self._since_sync >= self._interval:
             self._sync()

@@ -17,9 +17,9 @@ A node that comes late fetches the swarm's latest merged model from a
 participant and checks it against the hash on chain (:meth:`SwarmNode.sync`).
 
 The vote needs nothing of the weights, so a caller that knows a sync is coming
-can cast it early with :meth:`SwarmNode.vote_ahead` (the Keras callback does, at
-the start of the batch that ends with a sync): the round is then agreed while
-that batch trains, and ``sync`` goes straight to the exchange.
+can cast it early with :meth:`SwarmNode.vote_ahead` (the Keras callback does, a
+few batches before each sync): the round is then agreed while those batches
+train, and ``sync`` goes straight to the exchange.
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ class SwarmNode:
         self._registered_hash: bytes | None = None
         self.last_stats: RoundStats | None = None
         self.last_timing: dict[str, float] = {}
-        self._voter: ThreadPoolExecutor | None = None  # chain writes that overlap training
+        self._worker: ThreadPoolExecutor | None = None  # chain writes that overlap training
         self._ahead: tuple[int, int, Future[_EarlyVote]] | None = None  # round, n_samples, vote
         self._leaving: Future[None] | None = None  # a finish() not waited for
 
@@ -362,8 +362,8 @@ class SwarmNode:
 
         The vote — ``ready(round, n_samples, hash of the last merged model)`` —
         needs nothing of the weights about to be merged. A caller that knows a
-        sync is coming (the Keras callback, at the start of the batch that ends
-        with one) votes while that batch trains: when this node is the last to
+        sync is coming (the Keras callback, a few batches before it) votes while
+        those batches train: when this node is the last to
         vote, the round is agreed and its participants read by the time the
         weights are ready, and :meth:`sync` goes straight to the exchange. The
         order stays vote → agree → exchange; only the wait overlaps training.
@@ -398,9 +398,9 @@ class SwarmNode:
         self._ahead = (round_id, n_samples, self._background().submit(vote))
 
     def _background(self) -> ThreadPoolExecutor:
-        if self._voter is None:
-            self._voter = ThreadPoolExecutor(1, thread_name_prefix="swarmlib-chain")
-        return self._voter
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="swarmlib-chain")
+        return self._worker
 
     def _settle_leaving(self) -> None:
         """Wait for a finish() still being sent, before this thread sends (nonce order)."""
@@ -677,9 +677,9 @@ class SwarmNode:
         The chain membership stays: the node may join again later.
         """
         self.finish()  # after one still being sent, and waited for
-        if self._voter is not None:
-            self._voter.shutdown()
-            self._voter = None
+        if self._worker is not None:
+            self._worker.shutdown()
+            self._worker = None
         if getattr(self, "exchange", None) is not None:
             self.exchange.close()
         if getattr(self, "model_server", None) is not None:
