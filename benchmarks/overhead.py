@@ -132,8 +132,8 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2,
-                        help="plain/swarm rounds of phases per node; times are summed over "
-                        "them")  # fmt: skip
+                        help="how often each node runs the three phases; times are summed "
+                        "over them")  # fmt: skip
     parser.add_argument("--anvil-block-time", type=float, metavar="S",
                         help="run the chain on anvil (started here on 127.0.0.1), mining a "
                         "block every S seconds, instead of the embedded chain")  # fmt: skip
@@ -167,8 +167,9 @@ def main() -> int:
     results = [json.loads(p.read_text()) for p in sorted(workdir.glob("overhead-*.json"))]
     plain_s = max(r["plain_s"] for r in results)
     swarm_s = max(r["swarm_s"] for r in results)
-    print(f"{results[0]['params']:,} parameters; {args.repeats} x (plain fit, swarm fit) per "
-          f"node, each fit {args.epochs} epochs of {results[0]['steps']} batches, "
+    print(f"{results[0]['params']:,} parameters; {args.repeats} x (plain fit, swarm fit, swarm "
+          f"fit with votes at the sync) per node, each fit {args.epochs} epochs of "
+          f"{results[0]['steps']} batches, "
           f"{results[0]['rounds']} rounds per swarm fit")  # fmt: skip
     if args.anvil_block_time:
         print(f"chain: anvil on 127.0.0.1, a block every {args.anvil_block_time:g}s")

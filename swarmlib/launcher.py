@@ -85,10 +85,6 @@ class LocalSwarm:
             self.server = ChainServer(port=0)
             self.server.start()
             self.url = self.server.url
-        else:
-            self.url = self.rpc
-        w3 = connect(self.url)
-        if self.rpc is None:
             accounts = dev_accounts()  # the embedded chain funds these
         elif self.admin_key is None:
             raise ConfigurationError(
@@ -96,8 +92,9 @@ class LocalSwarm:
                 "the contract and fund the nodes: pass admin_key (swarmlib run --admin-key FILE)."
             )
         else:
+            self.url = self.rpc
             accounts = [Account.from_key(self.admin_key)]  # nodes get fresh, funded keys
-        self.admin = LedgerClient.deploy(w3, accounts[0], rpc=self.url)
+        self.admin = LedgerClient.deploy(connect(self.url), accounts[0], rpc=self.url)
         self.admin.create_session(
             self.session,
             min_peers=self.min_peers or self.nodes,
