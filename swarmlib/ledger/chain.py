@@ -142,7 +142,15 @@ def connect(
     if rpc == EMBEDDED:
         w3 = Web3(EmbeddedProvider())
     elif rpc.startswith(("http://", "https://")):
-        w3 = Web3(HTTPProvider(rpc, request_kwargs={"timeout": timeout}))
+        # web3 checks the chain id before every call and transaction; an endpoint's id
+        # does not change, so it is asked once (web3's own request cache, for that only)
+        provider = HTTPProvider(
+            rpc,
+            request_kwargs={"timeout": timeout},
+            cache_allowed_requests=True,
+            cacheable_requests={RPCEndpoint("eth_chainId")},
+        )
+        w3 = Web3(provider)
     else:
         raise ConfigurationError(
             f"Invalid value for `rpc`: {rpc!r}. Expected 'embedded' or an http(s):// URL."

@@ -77,6 +77,11 @@ class ChainServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            # keep-alive: a node's requests reuse one connection (and one server thread)
+            # instead of opening a TCP connection and starting a thread per request
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else headers and body wait on a delayed ACK
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > _MAX_REQUEST:
