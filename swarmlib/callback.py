@@ -98,7 +98,9 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
     Lifecycle: ``on_train_begin`` joins the swarm (once) and makes every node start
     from the same weights (those of the first node to vote); every
     ``sync_frequency`` batches the weights are merged; ``on_train_end`` does a
-    final merge unless ``checkin_on_train_end="inactive"``. All weights are
+    final merge unless ``checkin_on_train_end="inactive"``. A merge that falls on
+    the last batch of the ``fit`` is that final merge (not two rounds in a row
+    with nothing trained between them). All weights are
     synced — trainable and non-trainable (BatchNorm statistics) — unless
     ``weight_filter`` says otherwise. State is reset in ``on_train_begin``, so
     one instance serves several ``fit`` calls. The model only ever receives
@@ -247,6 +249,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._traced = False  # whether the first batch has run
         self._batch_started = 0.0
         self._votes_s: deque[float] = deque(maxlen=3)  # how long the last votes cast ahead took
+        self._epoch: int | None = None
         if self.node is None:
             overrides = {"session": self.training_contract} if self.training_contract else {}
             self.node = SwarmNode.from_env(**overrides)
@@ -254,13 +257,20 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self.node.join()
         self._sync(initial=True)
 
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
+
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._batch_started = time.perf_counter()
         assert self.node is not None
         if not self.vote_ahead or self._alone:
             return
         lead = vote_lead(self._batch_s, max(self._votes_s, default=0.0), self.node.config.timeout)
-        to_sync = self._interval - self._since_sync  # batches until the sync, this one included
+        # batches until the next round, this one included: a sync, or the final merge
+        to_sync = self._interval - self._since_sync
+        left = self._batches_left(batch)
+        if left is not None and self.checkin != "inactive":
+            to_sync = min(to_sync, left)
         if _votes_now(batch, (self.params or {}).get("steps"), to_sync, lead):
             # the round can be agreed while these batches train (the vote needs no weights)
             self.node.vote_ahead(self._n_samples())
@@ -271,7 +281,8 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self._batch_s = took if self._batch_s is None else 0.7 * self._batch_s + 0.3 * took
         self._traced = True
         self._since_sync += 1
-        if self._since_sync >= self._interval:
+        final_follows = self.checkin != "inactive" and self._batches_left(batch) == 1
+        if self._since_sync >= self._interval and not final_follows:
             self._sync()
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
@@ -283,6 +294,14 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.node.finish(wait=False)
 
     # ------------------------------------------------------------------- sync
+
+    def _batches_left(self, batch: int) -> int | None:
+        """Batches left in this ``fit``, ``batch`` included; None if Keras does not know."""
+        params = self.params or {}
+        steps, epochs = params.get("steps"), params.get("epochs")
+        if steps is None or epochs is None or self._epoch is None:
+            return None
+        return int((epochs - 1 - self._epoch) * steps + steps - batch)
 
     def _indices(self) -> list[int]:
         variables = self.model.weights

@@ -90,8 +90,10 @@ def test_an_hpe_style_script_runs_unchanged(tmp_path: Path) -> None:
     assert code == 0
     assert (tmp_path / "hpe-0.bin.backend").read_text() == "tensorflow"
     assert (tmp_path / "hpe-0.bin").read_bytes() == (tmp_path / "hpe-1.bin").read_bytes()
-    # the 4 syncs during training (every 5 of 20 batches) voted while batches trained;
-    # the initial and the final one cannot
+    # a sync every 5 of 20 batches: the one at the last batch is the final merge, not a
+    # round of its own followed by another with nothing trained in between
+    assert (tmp_path / "hpe-0.bin.kinds").read_text() == "initial sync sync sync final"
+    # every round but the initial one voted while batches trained
     assert (tmp_path / "hpe-0.bin.voted_ahead").read_text() == "4"
 
 

@@ -36,3 +36,5 @@ with open(out + ".backend", "w") as f:
     f.write(keras.backend.backend())
 with open(out + ".voted_ahead", "w") as f:  # rounds whose vote was cast while batches trained
     f.write(str(sum(record["voted_ahead"] for record in swarm_callback.history)))
+with open(out + ".kinds", "w") as f:  # each round's kind: initial, sync or final
+    f.write(" ".join(record["kind"] for record in swarm_callback.history))
