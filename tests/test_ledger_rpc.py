@@ -15,6 +15,8 @@ from swarmlib import errors
 from swarmlib.cli import main
 from swarmlib.ledger import LedgerClient, connect, dev_accounts
 from swarmlib.ledger.audit import audit
+from swarmlib.ledger.chain import with_retries
+from swarmlib.ledger.server import ChainServer
 from tests.chains import anvil, free_port, served_chain
 
 pytestmark = pytest.mark.slow
@@ -95,6 +97,16 @@ def test_an_unreachable_rpc_fails_clearly_in_bounded_time() -> None:
     with pytest.raises(errors.ChainUnreachable, match="did not answer"):
         connect(url, timeout=1)
     assert time.monotonic() - started < 10
+
+
+def test_a_stopped_chain_server_is_unreachable_over_a_kept_alive_connection() -> None:
+    server = ChainServer(port=0)
+    server.start()
+    w3 = connect(server.url, timeout=1)  # its HTTP connection is kept alive, and reused
+    assert w3.eth.block_number >= 0
+    server.stop()
+    with pytest.raises(errors.ChainUnreachable, match="did not answer"):
+        with_retries(lambda: w3.eth.block_number, "eth_blockNumber", server.url)
 
 
 def test_rpc_must_be_embedded_or_a_url() -> None:

@@ -14,8 +14,10 @@ and data), so any Ethereum client can talk to it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,6 +58,11 @@ class _Server(ThreadingHTTPServer):
     # the default backlog of 5 resets connections when a few dozen nodes call at once
     request_queue_size = 128
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.connections: set[socket.socket] = set()  # kept alive, closed by ChainServer.stop
+        self.connections_lock = threading.Lock()
+
 
 class ChainServer:
     """An embedded chain served over HTTP JSON-RPC.
@@ -81,6 +88,16 @@ class ChainServer:
             # instead of opening a TCP connection and starting a thread per request
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # else headers and body wait on a delayed ACK
+
+            def setup(self) -> None:
+                super().setup()
+                with server.httpd.connections_lock:
+                    server.httpd.connections.add(self.connection)
+
+            def finish(self) -> None:
+                with server.httpd.connections_lock:
+                    server.httpd.connections.discard(self.connection)
+                super().finish()
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -144,9 +161,14 @@ class ChainServer:
         self.httpd.serve_forever()
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
+        """Stop serving: close the listening socket and every connection kept alive."""
         self.httpd.shutdown()
         self.httpd.server_close()
+        with self.httpd.connections_lock:
+            open_connections = list(self.httpd.connections)
+        for conn in open_connections:
+            with contextlib.suppress(OSError):  # closed by the client meanwhile
+                conn.shutdown(socket.SHUT_RDWR)
 
 
 def _error(rid: Any, code: int, message: str) -> dict[str, Any]:
