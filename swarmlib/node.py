@@ -190,6 +190,7 @@ class SwarmNode:
         self._registered_hash: bytes | None = None
         self.last_stats: RoundStats | None = None
         self.last_timing: dict[str, float] = {}
+        self._flat: np.ndarray | None = None  # flatten()'s buffer, reused round after round
         self._worker: ThreadPoolExecutor | None = None  # chain writes that overlap training
         self._ahead: tuple[int, int, Future[_EarlyVote]] | None = None  # round, n_samples, vote
         self._leaving: Future[None] | None = None  # a finish() not waited for
@@ -464,7 +465,8 @@ class SwarmNode:
             raise ConfigurationError("Call join() before sync().")
         if n_samples <= 0:
             raise ConfigurationError(f"`n_samples` must be positive; got {n_samples}.")
-        vector, layout = flatten(weights)
+        vector, layout = flatten(weights, out=self._flat)
+        self._flat = vector  # written again next round: the exchange reads it only in its round
         self._settle_leaving()
         early = self._take_vote_ahead(n_samples)
         if early is None:
@@ -554,7 +556,8 @@ class SwarmNode:
                 )
                 attempt += 1
         self.last_hash = bytes.fromhex(result.sha256)
-        self.model_server.publish(result.sha256, result.vector, self.round)
+        # the merged vector is this round's own (the caller gets copies): held, not copied
+        self.model_server.publish(result.sha256, result.vector, self.round, copy=False)
         self.last_stats = result.stats
         self.last_timing = timing
         self.round += 1

@@ -71,7 +71,10 @@ class Layout:
 
 
 def flatten(
-    arrays: Sequence[npt.ArrayLike], names: Sequence[str] | None = None
+    arrays: Sequence[npt.ArrayLike],
+    names: Sequence[str] | None = None,
+    *,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Layout]:
     """Concatenate arrays into one contiguous little-endian 1-D vector.
 
@@ -79,6 +82,9 @@ def flatten(
         arrays: The parameter arrays, e.g. ``model.get_weights()``.
         names: A name per array, used in error messages. Defaults to
             ``"weights[i]"``.
+        out: A buffer to write the vector into when it has the vector's size and
+            dtype (reusing one round after round saves allocating and faulting in
+            the model's size of memory); otherwise, and by default, a new array.
 
     Returns:
         ``(vector, layout)``. The vector's dtype is the common floating dtype of
@@ -107,7 +113,10 @@ def flatten(
     for name, a in zip(names, as_arrays, strict=True):
         layers.append(Layer(name, tuple(int(s) for s in a.shape), a.dtype.str, offset))
         offset += a.size
-    vector = np.empty(offset, dtype=dtype)
+    if out is not None and out.shape == (offset,) and out.dtype == dtype and out.flags.c_contiguous:
+        vector = out
+    else:
+        vector = np.empty(offset, dtype=dtype)
     for layer, a in zip(layers, as_arrays, strict=True):
         vector[layer.offset : layer.offset + layer.size] = a.reshape(-1)
     return vector, Layout(tuple(layers), dtype.str)

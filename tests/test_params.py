@@ -42,3 +42,14 @@ def test_bad_input_is_refused() -> None:
     _, layout = flatten([np.zeros(3)])
     with pytest.raises(ShapeMismatch):
         unflatten(np.zeros(4), layout)
+
+
+def test_flatten_writes_into_a_buffer_that_fits_and_allocates_otherwise() -> None:
+    weights = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(2, np.float32)]
+    expected, _ = flatten(weights)
+    buffer = np.full(8, np.nan, np.float32)
+    vector, _ = flatten(weights, out=buffer)
+    assert vector is buffer and np.array_equal(vector, expected)
+    for unfit in (np.empty(9, np.float32), np.empty(8, np.float64), np.empty(16, np.float32)[::2]):
+        vector, _ = flatten(weights, out=unfit)
+        assert vector is not unfit and np.array_equal(vector, expected)

@@ -86,10 +86,18 @@ class ModelServer:
         self._thread = threading.Thread(target=self._serve, name="swarmlib-fetch", daemon=True)
         self._thread.start()
 
-    def publish(self, sha256: str, vector: np.ndarray, round_id: int = 0) -> None:
-        """Hold a copy of ``vector`` (a merged model) under its SHA-256 hex digest."""
+    def publish(
+        self, sha256: str, vector: np.ndarray, round_id: int = 0, *, copy: bool = True
+    ) -> None:
+        """Hold ``vector`` (a merged model) under its SHA-256 hex digest.
+
+        Args:
+            copy: Hold a copy. ``False`` holds ``vector`` itself, for a caller that
+                hands it over (nothing may write to it afterwards); it saves copying
+                the model every round. Defaults to ``True``.
+        """
         with self._lock:
-            self._models[sha256] = (round_id, np.array(vector, copy=True))
+            self._models[sha256] = (round_id, np.array(vector, copy=copy))
             while len(self._models) > self.keep:
                 self._models.popitem(last=False)
 
