@@ -97,7 +97,7 @@ class ModelServer:
                 the model every round. Defaults to ``True``.
         """
         with self._lock:
-            self._models[sha256] = (round_id, np.array(vector, copy=copy))
+            self._models[sha256] = (round_id, np.array(vector, copy=True) if copy else vector)
             while len(self._models) > self.keep:
                 self._models.popitem(last=False)
 
