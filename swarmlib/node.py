@@ -194,6 +194,7 @@ class SwarmNode:
         self._worker: ThreadPoolExecutor | None = None  # chain writes that overlap training
         self._ahead: tuple[int, int, Future[_EarlyVote]] | None = None  # round, n_samples, vote
         self._leaving: Future[None] | None = None  # a finish() not waited for
+        self._finished = False  # the chain has this node's leave, and it has not voted since
 
     @classmethod
     def from_env(cls, **overrides: Any) -> SwarmNode:
@@ -385,6 +386,7 @@ class SwarmNode:
             raise ConfigurationError(f"`n_samples` must be positive; got {n_samples}.")
         if self._ahead is not None:
             return
+        self._finished = False  # this vote brings the node back into the session
         round_id, last_hash = self.round, self.last_hash
 
         def vote() -> _EarlyVote:
@@ -465,6 +467,7 @@ class SwarmNode:
             raise ConfigurationError("Call join() before sync().")
         if n_samples <= 0:
             raise ConfigurationError(f"`n_samples` must be positive; got {n_samples}.")
+        self._finished = False  # this round's vote brings the node back into the session
         vector, layout = flatten(weights, out=self._flat)
         self._flat = vector  # written again next round: the exchange reads it only in its round
         self._settle_leaving()
@@ -650,7 +653,8 @@ class SwarmNode:
         once when too few members are left for their ``min_peers``
         (:class:`~swarmlib.errors.SwarmEnded`) instead of waiting out the round
         timeout. The next ``sync`` brings this node back. A chain that cannot be
-        reached here is logged, not raised: training is over either way.
+        reached here is logged, not raised: training is over either way. A node
+        that has finished and not voted since sends nothing again.
 
         Args:
             wait: Wait until the chain has it. ``False`` sends it in the
@@ -662,10 +666,13 @@ class SwarmNode:
             return
         self._settle_vote_ahead()
         self._settle_leaving()
+        if self._finished:
+            return
 
         def send() -> None:
             try:
                 self.ledger.leave(self.config.session)
+                self._finished = True
             except SwarmError as e:
                 logger.warning("Could not tell the chain that this node finished: %s", e)
 

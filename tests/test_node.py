@@ -168,9 +168,11 @@ def test_a_finish_sent_in_the_background_is_in_order_with_the_next_votes(
         node.finish(wait=False)  # as the callback's on_train_end: fit() does not wait for it
         node.sync(node_weights(0, 1), 10)  # the next fit: its vote comes after the finish
         assert admin.presence("s").members == (me,)
+        sent = node.ledger.w3.eth.get_transaction_count(me)
         node.vote_ahead(10)
         node.finish(wait=False)  # waits for the vote first, then leaves in the background
-        node.leave()  # waits for that
+        node.leave()  # waits for that, and sends no second leave: the node did not vote since
+        assert node.ledger.w3.eth.get_transaction_count(me) == sent + 2  # the vote, one leave
         assert admin.presence("s").members == ()
     assert [row.round for row in audit(admin, "s")] == [0, 1, 2]
 
