@@ -573,9 +573,11 @@ class SwarmNode:
             attempt,
             sleep=self._nap(),
             vote=receipt,
-            # every waiting node polls the chain: a large swarm polls less often each, so
-            # that one chain serves it (the first participant's message wakes the rest)
-            max_poll=min(2.0, max(0.25, 0.06 * self.session.min_peers)),
+            # every waiting node polls the chain (a block-number read, cheap): often, so that
+            # it has read the agreed round before the last voter's weights are ready; a large
+            # swarm polls less often each (about 50 polls a second in all), so that one chain
+            # serves it. The first participant's message wakes the rest.
+            max_poll=min(2.0, max(0.05, 0.02 * self.session.min_peers)),
         )
 
     def _catch_up(self, state: RoundInfo, vector: np.ndarray) -> tuple[np.ndarray, bytes] | None:
