@@ -2,14 +2,16 @@
 
 Each node (a process started by `swarmlib run`) trains the same network on its
 own synthetic data, with the same epochs and batch size, in three phases: a plain
-`fit`, a `fit` with `SwarmCallback` syncing once per epoch (plus the initial and
-final syncs), and the same with every vote cast at its sync (`vote_ahead=False`),
-`--repeats` times. A tiny barrier round starts every phase on all nodes at the
-same moment, so all phases see the same contention on this machine. Times are
-summed over the repeats. It prints the CPU the launcher's chain used, each node's
-rounds (vote, agree, exchange), what a round costs by itself (from the last node's
-vote to the merged model loaded everywhere) apart from the wait for the slowest
-node to end its batches, the ratio without votes cast ahead, and as its last line
+`fit`, a `fit` with `SwarmCallback` syncing once per epoch (plus the initial
+sync; the sync at the last batch is the final one), and the same with every vote
+cast at its sync (`vote_ahead=False`), `--repeats` times. A tiny barrier round
+starts every phase on all nodes at the same moment, so all phases see the same
+contention on this machine. Times are summed over the repeats. It prints the CPU
+the launcher's chain used, each node's rounds (vote, agree, exchange), what a
+round costs by itself (from the last node's vote to the merged model loaded
+everywhere) apart from the wait for the slowest node to end its batches, the CPU
+the nodes' processes used in the plain and the swarm fits, the ratio without votes
+cast ahead, and as its last line
 
     overhead nodes=N sync_frequency=F plain_s=<slowest> swarm_s=<slowest> ratio=<swarm/plain>
 
@@ -69,26 +71,29 @@ def node(args: argparse.Namespace) -> None:
         # phases then see the same contention, and no node counts waiting for the others
         member.sync([np.zeros(1, np.float32)], 1)
 
-    def swarm_fit(vote_ahead: bool) -> tuple[float, list[dict[str, float]], int]:
+    def swarm_fit(vote_ahead: bool) -> tuple[float, float, list[dict[str, float]], int]:
         model = network()
         callback = SwarmCallback(sync_frequency=steps, min_peers=args.nodes, batch_size=args.batch,
                                  verbose=0, node=member, vote_ahead=vote_ahead)  # fmt: skip
         barrier()
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         model.fit(x, y, epochs=args.epochs, batch_size=args.batch, verbose=0,
                   callbacks=[callback])  # fmt: skip
-        return time.perf_counter() - t, callback.history, model.count_params()
+        took, cpu_took = time.perf_counter() - t, time.process_time() - cpu
+        return took, cpu_took, callback.history, model.count_params()
 
-    plain_s = swarm_s = at_sync_s = 0.0
+    plain_s = swarm_s = at_sync_s = plain_cpu_s = swarm_cpu_s = 0.0
     history: list[dict[str, float]] = []  # the rounds of the swarm fits that vote ahead
     for _ in range(args.repeats):
         plain = network()
         barrier()
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         plain.fit(x, y, epochs=args.epochs, batch_size=args.batch, verbose=0)
         plain_s += time.perf_counter() - t
-        took, rounds, params = swarm_fit(vote_ahead=True)
+        plain_cpu_s += time.process_time() - cpu
+        took, cpu_took, rounds, params = swarm_fit(vote_ahead=True)
         swarm_s += took
+        swarm_cpu_s += cpu_took
         history += rounds
         at_sync_s += swarm_fit(vote_ahead=False)[0]
     later = [h for h in history if h["kind"] != "initial"]
@@ -97,6 +102,7 @@ def node(args: argparse.Namespace) -> None:
               for k in ("vote_s", "wait_s", "exchange_s", "seconds")}  # fmt: skip
     initial_s = float(np.mean([h["seconds"] for h in history if h["kind"] == "initial"]))
     out.write_text(json.dumps({"plain_s": plain_s, "swarm_s": swarm_s, "at_sync_s": at_sync_s,
+                               "plain_cpu_s": plain_cpu_s, "swarm_cpu_s": swarm_cpu_s,
                                "params": params, "rounds": len(rounds), "steps": steps,
                                "initial_s": initial_s, **timing,
                                "voted_ahead": sum(h["voted_ahead"] for h in later),
@@ -187,6 +193,11 @@ def main() -> int:
     print(f"per round, mean of {len(rounds_s)}: the round itself (last node's vote -> merged "
           f"model loaded everywhere) {np.mean(rounds_s):.3f}s; before it, a node waited "
           f"{np.mean(waited_s):.3f}s on average for the slowest to end its batches")  # fmt: skip
+    plain_cpu = sum(r["plain_cpu_s"] for r in results)
+    swarm_cpu = sum(r["swarm_cpu_s"] for r in results)
+    print(f"CPU of the nodes' processes, all nodes together: plain fits {plain_cpu:.1f}s, swarm "
+          f"fits {swarm_cpu:.1f}s (+{swarm_cpu - plain_cpu:.1f}s; what the swarm phase took "
+          "longer beyond that, the nodes waited)")  # fmt: skip
     at_sync_s = max(r["at_sync_s"] for r in results)
     print(f"the same swarm fits with each vote cast at its sync (vote_ahead=False): "
           f"swarm_s={at_sync_s:.2f} ratio={at_sync_s / plain_s:.2f}")  # fmt: skip
