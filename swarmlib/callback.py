@@ -268,8 +268,8 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         lead = vote_lead(self._batch_s, max(self._votes_s, default=0.0), self.node.config.timeout)
         # batches until the next round, this one included: a sync, or the final merge
         to_sync = self._interval - self._since_sync
-        left = self._batches_left(batch)
-        if left is not None and self.checkin != "inactive":
+        left = self._batches_to_final(batch)
+        if left is not None:
             to_sync = min(to_sync, left)
         if _votes_now(batch, (self.params or {}).get("steps"), to_sync, lead):
             # the round can be agreed while these batches train (the vote needs no weights)
@@ -281,8 +281,8 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self._batch_s = took if self._batch_s is None else 0.7 * self._batch_s + 0.3 * took
         self._traced = True
         self._since_sync += 1
-        final_follows = self.checkin != "inactive" and self._batches_left(batch) == 1
-        if self._since_sync >= self._interval and not final_follows:
+        # a sync due at the fit's last batch is left to the final merge that follows it
+        if self._since_sync >= self._interval and self._batches_to_final(batch) != 1:
             self._sync()
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
@@ -295,11 +295,15 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
     # ------------------------------------------------------------------- sync
 
-    def _batches_left(self, batch: int) -> int | None:
-        """Batches left in this ``fit``, ``batch`` included; None if Keras does not know."""
+    def _batches_to_final(self, batch: int) -> int | None:
+        """Batches until the final merge, ``batch`` included.
+
+        None without a final merge (``checkin_on_train_end="inactive"``) or when
+        Keras does not know how many batches the ``fit`` has.
+        """
         params = self.params or {}
         steps, epochs = params.get("steps"), params.get("epochs")
-        if steps is None or epochs is None or self._epoch is None:
+        if self.checkin == "inactive" or steps is None or epochs is None or self._epoch is None:
             return None
         return int((epochs - 1 - self._epoch) * steps + steps - batch)
 
