@@ -3,7 +3,7 @@
 Each node (a process started by `swarmlib run`) trains the same network on its
 own synthetic data, with the same epochs and batch size, in three phases: a plain
 `fit`, a `fit` with `SwarmCallback` syncing once per epoch (plus the initial
-sync; the sync at the last batch is the final one), and the same with every vote
+sync; the sync at the last batch is its last round), and the same with every vote
 cast at its sync (`vote_ahead=False`), `--repeats` times. A tiny barrier round
 starts every phase on all nodes at the same moment, so all phases see the same
 contention on this machine. Times are summed over the repeats. It prints the CPU

@@ -98,9 +98,9 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
     Lifecycle: ``on_train_begin`` joins the swarm (once) and makes every node start
     from the same weights (those of the first node to vote); every
     ``sync_frequency`` batches the weights are merged; ``on_train_end`` does a
-    final merge unless ``checkin_on_train_end="inactive"``. A merge that falls on
-    the last batch of the ``fit`` is that final merge (not two rounds in a row
-    with nothing trained between them). All weights are
+    final merge unless ``checkin_on_train_end="inactive"`` — or unless the last
+    batch ended with a merge already (one sync per epoch, say): a second round
+    with nothing trained between them would only merge the merge. All weights are
     synced — trainable and non-trainable (BatchNorm statistics) — unless
     ``weight_filter`` says otherwise. State is reset in ``on_train_begin``, so
     one instance serves several ``fit`` calls. The model only ever receives
@@ -281,12 +281,12 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self._batch_s = took if self._batch_s is None else 0.7 * self._batch_s + 0.3 * took
         self._traced = True
         self._since_sync += 1
-        # a sync due at the fit's last batch is left to the final merge that follows it
-        if self._since_sync >= self._interval and self._batches_to_final(batch) != 1:
+        if self._since_sync >= self._interval:
             self._sync()
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        if self.checkin != "inactive":
+        # no final merge right after a sync: the model holds the swarm's merge already
+        if self.checkin != "inactive" and self._since_sync > 0:
             self._sync(final=True)
         assert self.node is not None
         # rounds of nodes still training stop waiting for this one; fit() returns without
@@ -296,7 +296,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
     # ------------------------------------------------------------------- sync
 
     def _batches_to_final(self, batch: int) -> int | None:
-        """Batches until the final merge, ``batch`` included.
+        """Batches until the end of the ``fit`` and its final merge, ``batch`` included.
 
         None without a final merge (``checkin_on_train_end="inactive"``) or when
         Keras does not know how many batches the ``fit`` has.

@@ -16,7 +16,7 @@ model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, activation="r
                           keras.layers.Dense(1, activation="sigmoid")])  # fmt: skip
 model.compile(optimizer="adam", loss="binary_crossentropy")
 swarm_callback = SwarmCallback(
-    syncFrequency=5,
+    syncFrequency=int(os.environ.get("SYNC_FREQUENCY", "5")),  # the tests vary it
     minPeers=2,
     useAdaptiveSync=False,
     adsValData=(x[:64], y[:64]),

@@ -26,9 +26,10 @@ if index == count - 1:  # numpy-only node: logistic regression with the same wei
             p = 1 / (1 + np.exp(-(xb @ w[0] + w[1])))
             g = (p.ravel() - yb) / BATCH
             w = [w[0] - 0.1 * (xb.T @ g)[:, None], w[1] - 0.1 * g.sum(keepdims=True)]
-            if step % SYNC == 0 and step < steps:  # at the last step: the final sync below
+            if step % SYNC == 0:
                 w = node.sync(w, SAMPLES)
-        w = node.sync(w, SAMPLES)  # the callback's final sync
+        if steps % SYNC:  # the callback's final sync, when batches trained since the last one
+            w = node.sync(w, SAMPLES)
     final = w
 else:
     import keras
