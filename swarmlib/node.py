@@ -386,11 +386,12 @@ class SwarmNode:
             raise ConfigurationError(f"`n_samples` must be positive; got {n_samples}.")
         if self._ahead is not None:
             return
-        self._finished = False  # this vote brings the node back into the session
         round_id, last_hash = self.round, self.last_hash
 
         def vote() -> _EarlyVote:
             started = time.perf_counter()
+            # after a leave queued before it on this worker: the vote brings the node back
+            self._finished = False
             self._register_if_rotated()
             receipt = self.ledger.ready(self.config.session, round_id, 0, n_samples, last_hash)
             agreed = self.ledger.agreed_by(receipt, self.config.session, round_id, 0)
@@ -467,10 +468,10 @@ class SwarmNode:
             raise ConfigurationError("Call join() before sync().")
         if n_samples <= 0:
             raise ConfigurationError(f"`n_samples` must be positive; got {n_samples}.")
-        self._finished = False  # this round's vote brings the node back into the session
         vector, layout = flatten(weights, out=self._flat)
         self._flat = vector  # written again next round: the exchange reads it only in its round
         self._settle_leaving()
+        self._finished = False  # after any leave still being sent: this vote brings it back
         early = self._take_vote_ahead(n_samples)
         if early is None:
             self._register_if_rotated()
