@@ -362,7 +362,8 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.model.set_weights(weights)
         self._since_sync = 0
         stats = self.node.last_stats
-        if "vote_ahead_s" in self.node.last_timing:
+        voted_ahead = "vote_ahead_s" in self.node.last_timing
+        if voted_ahead:
             self._votes_s.append(self.node.last_timing["vote_ahead_s"])
         record = {
             "round": self.node.round - 1,
@@ -374,7 +375,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             "val_loss": self._last_loss,
             "kind": "initial" if initial else "final" if final else "sync",
             "started_at": started_at,
-            "voted_ahead": "vote_ahead_s" in self.node.last_timing,
+            "voted_ahead": voted_ahead,
             **self.node.last_timing,
         }
         self.history.append(record)
