@@ -353,6 +353,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self._n_samples(),
             strategy="first" if initial else self.merge,
             min_peers=self.min_peers,
+            copy=False,  # read-only views: set_weights copies them into the model
         )
         if loss is not None:
             merged_loss = float(merged.pop()[0])

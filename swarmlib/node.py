@@ -445,6 +445,7 @@ class SwarmNode:
         *,
         strategy: str | None = None,
         min_peers: int | None = None,
+        copy: bool = True,
     ) -> list[np.ndarray]:
         """Merge ``weights`` with the swarm; returns the merged arrays (same shapes, dtypes).
 
@@ -454,6 +455,10 @@ class SwarmNode:
             strategy: Merge strategy for this round. Defaults to the config's.
             min_peers: Fewest participants this node accepts, on top of the
                 session's ``min_peers``. Defaults to the session's.
+            copy: Return arrays of their own. ``False`` returns read-only views of
+                the merged model (which this node keeps serving to late joiners), for
+                a caller that copies them anyway, as ``model.set_weights`` does: it
+                saves a copy of the whole model per round. Defaults to ``True``.
 
         Returns:
             The merged arrays. A node that comes late (its round was agreed
@@ -565,7 +570,7 @@ class SwarmNode:
         self.last_stats = result.stats
         self.last_timing = timing
         self.round += 1
-        return unflatten(result.vector, layout)
+        return unflatten(result.vector, layout, copy=copy)
 
     def _wait_for_round(self, attempt: int, receipt: Any) -> RoundInfo:
         return self.ledger.wait_for_round(

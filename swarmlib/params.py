@@ -122,8 +122,14 @@ def flatten(
     return vector, Layout(tuple(layers), dtype.str)
 
 
-def unflatten(vector: np.ndarray, layout: Layout) -> list[np.ndarray]:
+def unflatten(vector: np.ndarray, layout: Layout, *, copy: bool = True) -> list[np.ndarray]:
     """Cut a flat vector back into arrays of the layout's shapes and dtypes.
+
+    Args:
+        copy: Return arrays of their own. ``False`` returns read-only views of
+            ``vector`` where the dtype allows (a copy where it differs), for a
+            caller that copies them anyway (``model.set_weights`` does); it saves
+            copying the whole model once. Defaults to ``True``.
 
     Raises:
         ShapeMismatch: if the vector's length is not the layout's size.
@@ -132,9 +138,11 @@ def unflatten(vector: np.ndarray, layout: Layout) -> list[np.ndarray]:
         raise ShapeMismatch(
             f"A vector of shape {vector.shape} cannot fill a layout of {layout.size} values."
         )
-    return [
-        vector[layer.offset : layer.offset + layer.size]
-        .astype(np.dtype(layer.dtype), copy=True)
-        .reshape(layer.shape)
-        for layer in layout.layers
-    ]
+    arrays = []
+    for layer in layout.layers:
+        part = vector[layer.offset : layer.offset + layer.size]
+        array = part.astype(np.dtype(layer.dtype), copy=copy).reshape(layer.shape)
+        if not copy and np.may_share_memory(array, vector):
+            array.flags.writeable = False  # the vector stays this round's merged model
+        arrays.append(array)
+    return arrays

@@ -53,3 +53,19 @@ def test_flatten_writes_into_a_buffer_that_fits_and_allocates_otherwise() -> Non
     for unfit in (np.empty(9, np.float32), np.empty(8, np.float64), np.empty(16, np.float32)[::2]):
         vector, _ = flatten(weights, out=unfit)
         assert vector is not unfit and np.array_equal(vector, expected)
+
+
+def test_unflatten_without_copy_gives_read_only_views_where_the_dtype_allows() -> None:
+    vec, layout = flatten([np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(2, np.float32)])
+    views = unflatten(vec, layout, copy=False)
+    assert [v.shape for v in views] == [(2, 3), (2,)]
+    assert all(np.shares_memory(v, vec) and not v.flags.writeable for v in views)
+    with pytest.raises(ValueError, match="read-only"):
+        views[0][0, 0] = 99.0  # the vector (the node's merged model) cannot be written through
+    copies = unflatten(vec, layout)
+    assert all(not np.shares_memory(c, vec) and c.flags.writeable for c in copies)
+    # a layer whose dtype is not the vector's is converted: an array of its own, writable
+    mixed, mixed_layout = flatten([np.ones(2, np.float16), np.ones(2, np.float32)])
+    half, single = unflatten(mixed, mixed_layout, copy=False)
+    assert half.dtype == np.float16 and half.flags.writeable and not np.shares_memory(half, mixed)
+    assert single.dtype == np.float32 and not single.flags.writeable
