@@ -284,13 +284,32 @@ def test_a_node_counts_its_nonce_and_recovers_when_its_account_sent_elsewhere(
     assert [swarm.admin.vote("s", r, 0, swarm.addr(0)).voted for r in range(3)] == [True] * 3
 
 
-def test_a_vote_is_simulated_with_eth_call_and_a_refusal_mines_nothing(swarm: Swarm) -> None:
+def test_a_refused_vote_is_mined_as_failed_and_named_and_the_node_votes_on(
+    swarm: Swarm,
+) -> None:
+    # votes are sent without a simulation first (one contract run fewer per vote, every
+    # round): a refusal costs a failed transaction but is named all the same
     swarm.admin.create_session("s", min_peers=3)
     node = swarm.nodes[0]
     node.ready("s", 0, 0, 10)  # the first vote estimates the gas of `ready`
     block = swarm.w3.eth.block_number
     with pytest.raises(errors.AlreadyVoted, match="already voted"):
         node.ready("s", 0, 0, 10)
+    assert swarm.w3.eth.block_number == block + 1
+    failed = swarm.w3.eth.get_block(block + 1, full_transactions=True)["transactions"][0]
+    assert failed["from"] == node.account.address
+    assert swarm.w3.eth.get_transaction_receipt(failed["hash"])["status"] == 0
+    swarm.nodes[1].ready("s", 0, 0, 10)
+    node.ready("s", 1, 0, 10)  # its nonce count went on past the failed transaction
+    assert swarm.admin.vote("s", 1, 0, node.account.address).voted
+
+
+def test_other_transactions_are_simulated_and_a_refusal_mines_nothing(swarm: Swarm) -> None:
+    newcomer = Account.create().address
+    swarm.admin.add_member(newcomer, "spiffe://example.org/newcomer")  # estimates the gas
+    block = swarm.w3.eth.block_number
+    with pytest.raises(errors.AlreadyMember):
+        swarm.admin.add_member(newcomer, "spiffe://example.org/newcomer")  # simulated
     assert swarm.w3.eth.block_number == block
 
 

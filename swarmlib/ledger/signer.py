@@ -6,7 +6,8 @@ next nonce (this account's transactions go through it), the fee fields (for a
 few seconds) and an upper bound of what the account can still spend (refreshed
 from the chain whenever a transaction might not be covered). A send is then:
 simulate (``eth_call``, which also names a refusal; the first send to each contract
-function estimates its gas instead), ``eth_sendRawTransaction``, and the receipt.
+function estimates its gas instead; the caller may skip it), ``eth_sendRawTransaction``,
+and the receipt.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class Signer:
     def _call(self, call: Callable[[], T], what: str) -> T:
         return with_retries(call, what, self.rpc)
 
-    def send(self, fn: Any, what: str) -> TxReceipt:
+    def send(self, fn: Any, what: str, *, check: bool = True) -> TxReceipt:
         """Simulate, sign, send, await the receipt and check its status.
 
         The first transaction to a contract function estimates its gas
@@ -75,6 +76,13 @@ class Signer:
         ``eth_call`` (on the embedded chain, 25 ms of the chain's CPU against 100
         ms for an estimate). A transaction that runs out of gas all the same is
         estimated and sent again, once.
+
+        Args:
+            check: Simulate before sending, so that a refusal costs no gas.
+                ``False`` skips it for a transaction that is refused rarely and sent
+                often (a node's vote, every round): a refusal is then mined as a
+                failed transaction, which pays its gas, and named by a simulation
+                afterwards, as is any transaction the chain changed under.
 
         Raises:
             ContractRevert: the contract refuses (named after its custom error).
@@ -86,7 +94,7 @@ class Signer:
         limit = self._limits.get(name)
         if limit is None:
             limit = self._limits[name] = self._estimate(fn, what)
-        else:
+        elif check:
             self._simulate(fn, what)
         try:
             return self._send_once(fn, what, limit)
