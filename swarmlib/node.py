@@ -514,10 +514,12 @@ class SwarmNode:
                 catching_up = True
                 continue
             t1 = time.perf_counter()
+            members: Sequence[MemberInfo] | None
             if cast is not None and cast.agreed is not None:
                 state, members = cast.agreed, cast.members  # this node's vote closed it
             else:
-                state, members = self._wait_for_round(attempt, receipt), None
+                state = self._wait_for_round(attempt, receipt)
+                members = state.members or None  # read with the round, unless this vote closed it
             if catching_up:
                 catching_up = False
                 caught_up = self._catch_up(state, vector)

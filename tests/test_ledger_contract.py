@@ -123,6 +123,7 @@ def test_round_closes_when_every_member_voted_in_vote_order(swarm: Swarm) -> Non
     swarm.nodes[2].ready("s", 0, 0, 30)
     first = swarm.nodes[0].ready("s", 0, 0, 10)
     assert not swarm.admin.round("s", 0).closed  # min_peers reached, wait not over, one missing
+    assert swarm.admin.round("s", 0, with_members=True).members == ()  # only once closed
     with pytest.raises(errors.AlreadyVoted):
         swarm.nodes[0].ready("s", 0, 0, 10)
     closing = swarm.nodes[1].ready("s", 0, 0, 20)
@@ -134,7 +135,12 @@ def test_round_closes_when_every_member_voted_in_vote_order(swarm: Swarm) -> Non
     from_receipt = swarm.nodes[1].wait_for_round("s", 0, vote=closing)
     assert (from_receipt.participants, from_receipt.closed, from_receipt.opened_at) == (
         state.participants, True, 0)  # fmt: skip
-    assert swarm.nodes[0].wait_for_round("s", 0, vote=first) == state
+    # a waiting voter reads the round and its participants' records in one call
+    waited = swarm.nodes[0].wait_for_round("s", 0, vote=first)
+    assert waited == swarm.admin.round("s", 0, with_members=True)
+    assert (waited.participants, waited.opened_at) == (state.participants, state.opened_at)
+    assert list(waited.members) == swarm.admin.members_of(state.participants)
+    assert [m.spiffe_id.rsplit("/", 1)[1] for m in waited.members] == ["node-2", "node-0", "node-1"]
     swarm.add(3)
     swarm.nodes[3].register("tcp://late:1", b"\x03" * 32)
     with pytest.raises(errors.RoundClosed):  # a late member waits for the next round

@@ -70,6 +70,12 @@ class MemberInfo:
     curve_key: bytes
     svid_hash: bytes
 
+    @classmethod
+    def from_row(cls, address: str, row: Sequence[Any]) -> MemberInfo:
+        """From the contract's ``Member`` struct as web3 decodes it."""
+        spiffe, active, registered, endpoint, curve, svid = row
+        return cls(address, spiffe, active, registered, endpoint, bytes(curve), bytes(svid))
+
 
 @dataclass(frozen=True)
 class SessionInfo:
@@ -91,6 +97,8 @@ class RoundInfo:
     opened_at: int
     closed: bool
     participants: tuple[str, ...]
+    members: tuple[MemberInfo, ...] = ()
+    """The participants' member records, in their order, when read with the round."""
 
 
 @dataclass(frozen=True)
@@ -223,10 +231,7 @@ class LedgerClient:
     def member(self, address: str) -> MemberInfo:
         """The member record of ``address`` (inactive and empty if it never was one)."""
         addr = to_checksum_address(address)
-        spiffe, active, registered, endpoint, curve, svid = self._call(
-            self.contract.functions.getMember(addr)
-        )
-        return MemberInfo(addr, spiffe, active, registered, endpoint, bytes(curve), bytes(svid))
+        return MemberInfo.from_row(addr, self._call(self.contract.functions.getMember(addr)))
 
     def members_of(self, addresses: Sequence[str]) -> list[MemberInfo]:
         """The member records of ``addresses``, in one call (inactive and empty if never one)."""
@@ -234,12 +239,7 @@ class LedgerClient:
         if not addrs:
             return []
         rows = self._call(self.contract.functions.getMembers(addrs))
-        return [
-            MemberInfo(a, spiffe, active, registered, endpoint, bytes(curve), bytes(svid))
-            for a, (spiffe, active, registered, endpoint, curve, svid) in zip(
-                addrs, rows, strict=True
-            )
-        ]
+        return [MemberInfo.from_row(a, row) for a, row in zip(addrs, rows, strict=True)]
 
     def members(self) -> list[MemberInfo]:
         """Every address ever added, active or not, in the order they were added."""
@@ -278,12 +278,29 @@ class LedgerClient:
         ids = self._call(self.contract.functions.sessionIds())
         return [self._call(self.contract.functions.getSession(i))[1] for i in ids]
 
-    def round(self, session: str, round_id: int, attempt: int = 0) -> RoundInfo:
-        """The state of one round attempt."""
-        opened, closed, participants = self._call(
-            self.contract.functions.getRound(session_id(session), round_id, attempt)
+    def round(
+        self, session: str, round_id: int, attempt: int = 0, *, with_members: bool = False
+    ) -> RoundInfo:
+        """The state of one round attempt.
+
+        Args:
+            with_members: Once the attempt has closed, also read its participants'
+                member records (endpoints and keys), in the same call, into
+                ``RoundInfo.members``. Defaults to ``False``.
+        """
+        sid = session_id(session)
+        if not with_members:
+            opened, closed, participants = self._call(
+                self.contract.functions.getRound(sid, round_id, attempt)
+            )
+            return RoundInfo(round_id, attempt, opened, closed, tuple(participants))
+        opened, closed, participants, rows = self._call(
+            self.contract.functions.getRoundWithMembers(sid, round_id, attempt)
         )
-        return RoundInfo(round_id, attempt, opened, closed, tuple(participants))
+        members = tuple(
+            MemberInfo.from_row(a, row) for a, row in zip(participants, rows, strict=closed)
+        )
+        return RoundInfo(round_id, attempt, opened, closed, tuple(participants), members)
 
     def latest_round(self, session: str) -> tuple[int, int, bool] | None:
         """``(round, attempt, closed)`` of the highest round anyone voted in; None before any vote.
@@ -447,7 +464,9 @@ class LedgerClient:
                 is then 0: the event does not carry it).
 
         Returns:
-            The closed round, with its participants in vote order.
+            The closed round, with its participants in vote order and their
+            member records (``members``, read in the same call; empty when
+            ``vote`` closed it).
 
         Raises:
             QuorumTimeout: not closed in time; says how many members voted.
@@ -473,7 +492,7 @@ class LedgerClient:
             changed = block != seen_block
             if changed:
                 seen_block = block
-                state = self.round(session, round_id, attempt)
+                state = self.round(session, round_id, attempt, with_members=True)
                 if state.closed:
                     return state
             votes = len(state.participants)
