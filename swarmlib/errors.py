@@ -25,6 +25,7 @@ inherit the builtin they resemble, so ``except TimeoutError`` still works for a
         ├── ChainUnreachable (ConnectionError)  no answer from the JSON-RPC URL after retries
         ├── WrongChain                       the URL serves another chain id than expected
         ├── NoContract                       no contract code at the given address
+        │   └── ContractMismatch             the code there is another SwarmLedger version
         ├── InsufficientFunds                the node's account cannot pay for gas
         ├── TransactionFailed                mined with status 0, or not mined in time
         ├── QuorumTimeout (TimeoutError)     a round did not reach min_peers in time
@@ -59,6 +60,7 @@ __all__ = [
     "AlreadyVoted",
     "ChainUnreachable",
     "ConfigurationError",
+    "ContractMismatch",
     "ContractRevert",
     "DtypeMismatch",
     "FetchFailed",
@@ -224,6 +226,10 @@ class WrongChain(LedgerError):
 
 class NoContract(LedgerError):
     """There is no contract code at the given address."""
+
+
+class ContractMismatch(NoContract):
+    """The code at the address is not this package's SwarmLedger (another version or contract)."""
 
 
 class InsufficientFunds(LedgerError):

@@ -13,7 +13,7 @@ from eth_account.signers.local import LocalAccount
 
 from swarmlib import errors
 from swarmlib.cli import main
-from swarmlib.ledger import LedgerClient, connect, dev_accounts
+from swarmlib.ledger import LedgerClient, connect, dev_accounts, load_artifact
 from swarmlib.ledger.audit import audit
 from swarmlib.ledger.chain import with_retries
 from swarmlib.ledger.server import ChainServer
@@ -80,6 +80,26 @@ def test_wrong_chain_id_is_refused(rpc: str) -> None:
 def test_an_address_without_code_is_refused(rpc: str) -> None:
     with pytest.raises(errors.NoContract, match="No contract at"):
         LedgerClient(connect(rpc), "0x" + "12" * 20, rpc=rpc)
+
+
+def test_a_contract_of_another_version_is_refused(rpc: str) -> None:
+    # the same source built otherwise (a byte of the compiler's metadata differs), deployed
+    # raw: a node of this version must not use a contract whose functions may differ
+    w3 = connect(rpc)
+    deployer = _funded_accounts(rpc, 1)[0]
+    runtime = bytearray(bytes.fromhex(load_artifact().deployed_bytecode.removeprefix("0x")))
+    runtime[-3] ^= 1
+    # init code: copy the 12 bytes' tail (the runtime) to memory and return it
+    init = b"\x61" + len(runtime).to_bytes(2, "big") + bytes.fromhex("80600c6000396000f3")
+    tx = {"data": init + runtime, "nonce": w3.eth.get_transaction_count(deployer.address),
+          "gas": 5_000_000, "gasPrice": w3.eth.gas_price, "chainId": w3.eth.chain_id}  # fmt: skip
+    sent = w3.eth.send_raw_transaction(deployer.sign_transaction(tx).raw_transaction)
+    address = w3.eth.wait_for_transaction_receipt(sent, timeout=30)["contractAddress"]
+    assert bytes(w3.eth.get_code(address)) == bytes(runtime)
+    with pytest.raises(errors.ContractMismatch, match="not the SwarmLedger of this swarmlib"):
+        LedgerClient(w3, address, rpc=rpc)
+    with pytest.raises(errors.NoContract):  # what callers that catch the wider error get
+        LedgerClient(w3, address, rpc=rpc)
 
 
 def test_an_unfunded_key_is_refused_before_sending(rpc: str) -> None:

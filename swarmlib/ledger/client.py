@@ -29,6 +29,7 @@ from web3.types import TxReceipt
 from swarmlib import errors
 from swarmlib.errors import (
     ConfigurationError,
+    ContractMismatch,
     ContractRevert,
     NoContract,
     QuorumTimeout,
@@ -172,6 +173,7 @@ class LedgerClient:
 
     Raises:
         NoContract: there is no code at ``address`` (wrong address or wrong chain).
+        ContractMismatch: the code there is not this version's SwarmLedger.
     """
 
     def __init__(
@@ -200,6 +202,16 @@ class LedgerClient:
                 "--rpc points at the chain it was deployed on (`swarmlib chain deploy`)."
             )
         artifact = load_artifact()
+        if bytes(code) != bytes.fromhex(artifact.deployed_bytecode.removeprefix("0x")):
+            import swarmlib  # here: the package imports this module
+
+            raise ContractMismatch(
+                f"The contract at {self.address} on {self.rpc} is not the SwarmLedger of this "
+                f"swarmlib version ({swarmlib.__version__}): it was deployed from another "
+                "version, or is another contract. Deploy one with this version (`swarmlib "
+                "chain deploy`) and give every node its address, or install the version it "
+                "was deployed with; all nodes of a swarm run the same version."
+            )
         self.contract: Contract = w3.eth.contract(address=self.address, abi=artifact.abi)
         self._errors = _error_selectors(artifact.abi)
 
