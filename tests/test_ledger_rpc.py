@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,7 +83,9 @@ def test_an_address_without_code_is_refused(rpc: str) -> None:
         LedgerClient(connect(rpc), "0x" + "12" * 20, rpc=rpc)
 
 
-def test_a_contract_of_another_version_is_refused(rpc: str) -> None:
+def test_a_contract_of_another_version_is_refused(
+    rpc: str, caplog: pytest.LogCaptureFixture
+) -> None:
     # the same source built otherwise (a byte of the compiler's metadata differs), deployed
     # raw: a node of this version must not use a contract whose functions may differ
     w3 = connect(rpc)
@@ -97,9 +100,14 @@ def test_a_contract_of_another_version_is_refused(rpc: str) -> None:
     address = w3.eth.wait_for_transaction_receipt(sent, timeout=30)["contractAddress"]
     assert bytes(w3.eth.get_code(address)) == bytes(runtime)
     with pytest.raises(errors.ContractMismatch, match="not the SwarmLedger of this swarmlib"):
-        LedgerClient(w3, address, rpc=rpc)
+        LedgerClient(w3, address, deployer, rpc=rpc)
     with pytest.raises(errors.NoContract):  # what callers that catch the wider error get
-        LedgerClient(w3, address, rpc=rpc)
+        LedgerClient(w3, address, deployer, rpc=rpc)
+    # a client that only reads (an audit of an older deployment) is warned, and reads
+    with caplog.at_level(logging.WARNING, logger="swarmlib.ledger.client"):
+        reader = LedgerClient(w3, address, rpc=rpc)
+    assert "not the SwarmLedger of this swarmlib" in caplog.text
+    assert reader.members() == [] and not reader.is_admin(deployer.address)  # no constructor ran
 
 
 def test_an_unfunded_key_is_refused_before_sending(rpc: str) -> None:

@@ -173,7 +173,8 @@ class LedgerClient:
 
     Raises:
         NoContract: there is no code at ``address`` (wrong address or wrong chain).
-        ContractMismatch: the code there is not this version's SwarmLedger.
+        ContractMismatch: the code there is not this version's SwarmLedger, and
+            ``account`` is given (a client that only reads logs a warning instead).
     """
 
     def __init__(
@@ -205,13 +206,19 @@ class LedgerClient:
         if bytes(code) != bytes.fromhex(artifact.deployed_bytecode.removeprefix("0x")):
             import swarmlib  # here: the package imports this module
 
-            raise ContractMismatch(
+            message = (
                 f"The contract at {self.address} on {self.rpc} is not the SwarmLedger of this "
                 f"swarmlib version ({swarmlib.__version__}): it was deployed from another "
-                "version, or is another contract. Deploy one with this version (`swarmlib "
-                "chain deploy`) and give every node its address, or install the version it "
-                "was deployed with; all nodes of a swarm run the same version."
+                "version, or is another contract."
             )
+            if account is None:  # reading (an audit of an older deployment, say) may work
+                logger.warning("%s Reads it lacks will fail.", message)
+            else:
+                raise ContractMismatch(
+                    f"{message} Deploy one with this version (`swarmlib chain deploy`) and give "
+                    "every node its address, or install the version it was deployed with; all "
+                    "nodes of a swarm run the same version."
+                )
         self.contract: Contract = w3.eth.contract(address=self.address, abi=artifact.abi)
         self._errors = _error_selectors(artifact.abi)
 
