@@ -567,7 +567,8 @@ class SwarmNode:
                 )
                 attempt += 1
         self.last_hash = bytes.fromhex(result.sha256)
-        # the merged vector is this round's own (the caller gets copies): held, not copied
+        # the merged vector is this round's own (the caller gets copies, or read-only views):
+        # held, not copied
         self.model_server.publish(result.sha256, result.vector, self.round, copy=False)
         self.last_stats = result.stats
         self.last_timing = timing
