@@ -172,3 +172,24 @@ def test_cli_deploys_adds_members_creates_a_session_and_audits(
         assert "NotAMember" in capsys.readouterr().err
         assert main(["audit", "--rpc", url, "--contract", "0x" + "12" * 20]) == 1
         assert "No contract" in capsys.readouterr().err
+
+
+def test_the_chain_server_answers_a_repeated_read_anew_after_every_transaction() -> None:
+    # waiting nodes repeat the same read; the server remembers answers until the chain changes
+    server = ChainServer(port=0)
+    server.start()
+    try:
+        w3 = connect(server.url)
+        admin_acct, a, b = dev_accounts()[:3]
+        admin = LedgerClient.deploy(w3, admin_acct, rpc=server.url)
+        view = admin.contract.functions.memberAddresses()
+        block = w3.eth.block_number
+        assert view.call() == view.call() == []
+        admin.add_member(a.address, "spiffe://swarm.test/a")
+        assert view.call() == [a.address]  # the same request, within the same second
+        assert w3.eth.block_number == block + 1
+        admin.add_member(b.address, "spiffe://swarm.test/b")
+        assert view.call() == [a.address, b.address]
+        assert w3.eth.block_number == block + 2
+    finally:
+        server.stop()

@@ -19,6 +19,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -32,6 +33,33 @@ __all__ = ["ChainServer", "to_wire"]
 logger = logging.getLogger(__name__)
 
 _MAX_REQUEST = 8 << 20
+
+#: Methods that change nothing on the chain. Any other request may, and empties the memo.
+_READ_ONLY = frozenset(
+    {
+        "eth_blockNumber",
+        "eth_call",
+        "eth_chainId",
+        "eth_estimateGas",
+        "eth_feeHistory",
+        "eth_gasPrice",
+        "eth_getBalance",
+        "eth_getBlockByHash",
+        "eth_getBlockByNumber",
+        "eth_getCode",
+        "eth_getLogs",
+        "eth_getStorageAt",
+        "eth_getTransactionByHash",
+        "eth_getTransactionCount",
+        "eth_getTransactionReceipt",
+        "eth_maxPriorityFeePerGas",
+        "net_version",
+        "web3_clientVersion",
+    }
+)
+#: Reads whose answers are remembered until the chain changes: the ones waiting nodes repeat.
+_MEMO_METHODS = frozenset({"eth_blockNumber", "eth_call"})
+_MEMO_LIMIT = 1024
 
 
 def to_wire(value: Any) -> Any:
@@ -81,6 +109,7 @@ class ChainServer:
         provider: EmbeddedProvider = self.w3.provider  # type: ignore[assignment]
         self._request: Callable[..., Any] = provider.request_func(self.w3, self.w3.middleware_onion)
         self._lock = threading.Lock()
+        self._memo: dict[tuple[str, int, str], dict[str, Any]] = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -138,16 +167,44 @@ class ChainServer:
         if not isinstance(request, dict) or not isinstance(request.get("method"), str):
             return _error(None, -32600, "invalid request")
         rid = request.get("id")
+        method: str = request["method"]
         params = request.get("params") or []
         try:
             with self._lock:  # eth-tester is not thread-safe
-                response = self._request(request["method"], params)
+                response = self._answer(method, params)
         except Exception as e:  # an answer, never a dead server
             logger.debug("%s failed: %s", request["method"], e)
             return _error(rid, -32000, str(e))
         if "error" in response:
             return {"jsonrpc": "2.0", "id": rid, "error": response["error"]}
         return {"jsonrpc": "2.0", "id": rid, "result": to_wire(response.get("result"))}
+
+    def _answer(self, method: str, params: Any) -> dict[str, Any]:
+        """Run one request on the chain, or answer a repeated read from the memo.
+
+        Nodes waiting for a round read the same view at the same block, several
+        times each; on py-evm every run of the contract costs milliseconds of this
+        process's CPU, which the nodes training beside it on the same machine lose.
+        An answer depends only on the chain's state, which only the requests
+        outside ``_READ_ONLY`` change (they empty the memo), and on the pending
+        block's timestamp, which is moved up to the wall clock before each call
+        and so stays the same within one second of it: the memo is keyed by that
+        second, read before the call. Called with the lock held.
+        """
+        key = None
+        if method in _MEMO_METHODS:
+            key = (method, int(time.time()), json.dumps(params, sort_keys=True))
+            known = self._memo.get(key)
+            if known is not None:
+                return known
+        response: dict[str, Any] = self._request(method, params)
+        if method not in _READ_ONLY:
+            self._memo.clear()
+        elif key is not None:
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[key] = response
+        return response
 
     def start(self) -> None:
         """Serve in a background thread."""
