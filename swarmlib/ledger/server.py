@@ -173,7 +173,7 @@ class ChainServer:
             with self._lock:  # eth-tester is not thread-safe
                 response = self._answer(method, params)
         except Exception as e:  # an answer, never a dead server
-            logger.debug("%s failed: %s", request["method"], e)
+            logger.debug("%s failed: %s", method, e)
             return _error(rid, -32000, str(e))
         if "error" in response:
             return {"jsonrpc": "2.0", "id": rid, "error": response["error"]}
