@@ -74,6 +74,7 @@ class Fit:
 
 
 def node(args: argparse.Namespace) -> None:
+    import keras
     import numpy as np
 
     from swarmlib.callback import SwarmCallback
@@ -91,8 +92,6 @@ def node(args: argparse.Namespace) -> None:
         # one tiny round, so that every node starts the next phase at the same moment: both
         # phases then see the same contention, and no node counts waiting for the others
         member.sync([np.zeros(1, np.float32)], 1)
-
-    import keras
 
     class TrainingEnded(keras.callbacks.Callback):
         """Last in the list: its `on_train_end` follows every other callback's (the swarm's too)."""
@@ -234,9 +233,8 @@ def main() -> int:
           f"swarm_s={at_sync_s:.2f} ratio={at_sync_s / plain_s:.2f}")  # fmt: skip
     plain_fit = max(r["plain_s"] + r["plain_teardown_s"] for r in results)
     swarm_fit = max(r["swarm_s"] + r["swarm_teardown_s"] for r in results)
-    print("until fit returned (after training, Keras drops its tf.data iterator, which waits for "
-          "the pipeline's autotuning thread: 0-1.4 s at random in either phase, and the swarm "
-          "phase's nodes end together, so it counts whenever any of them waits): "
+    print("whole fits, until fit returned (Keras's teardown included, at random in either phase; "
+          "the swarm's nodes end together, so any one node's counts): "
           f"plain_s={plain_fit:.2f} swarm_s={swarm_fit:.2f} "
           f"ratio={swarm_fit / plain_fit:.2f}")  # fmt: skip
     print(f"overhead nodes={args.nodes} sync_frequency={results[0]['steps']} "
