@@ -34,7 +34,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 import zmq
 
-from swarmlib.transport.local import run_local_exchange
+from swarmlib.testing.local import run_local_exchange
 
 
 def _stream_sender(endpoint: str, nbytes: int, count: int, ready: Connection) -> None:

@@ -12,6 +12,10 @@ pragma solidity 0.8.30;
 ///         that it expects the members present: those who took part in the last closed attempt,
 ///         plus any member who has voted since. A member that misses a closed attempt (it died, or
 ///         came too late) is not waited for again until it votes; `leave` says so at once.
+///         A session's rules (`minPeers` and the `rules` string the nodes compare: the merge
+///         strategy and any later setting) are its one source of truth. The creator may set them;
+///         otherwise the first member to join fixes them with `fixRules`. Either way they never
+///         change afterwards, and no vote is taken before they are fixed.
 contract SwarmLedger {
     struct Member {
         string spiffeId;
@@ -28,6 +32,7 @@ contract SwarmLedger {
         uint32 quorumWait;
         uint32 roundTimeout;
         string name;
+        string rules;
     }
 
     struct Vote {
@@ -77,6 +82,7 @@ contract SwarmLedger {
     event SessionCreated(
         bytes32 indexed session, string name, uint32 minPeers, uint32 quorumWait, uint32 roundTimeout
     );
+    event RulesFixed(bytes32 indexed session, address indexed by, uint32 minPeers, string rules);
     event Voted(
         bytes32 indexed session,
         uint64 indexed round,
@@ -102,6 +108,8 @@ contract SwarmLedger {
     error SessionExists(bytes32 session);
     error UnknownSession(bytes32 session);
     error InvalidSessionParameters();
+    error RulesAlreadyFixed(bytes32 session);
+    error RulesNotFixed(bytes32 session);
     error AlreadyVoted(address member, uint64 round, uint32 attempt);
     error RoundClosed(bytes32 session, uint64 round, uint32 attempt);
     error PreviousAttemptOpen(bytes32 session, uint64 round, uint32 attempt);
@@ -187,20 +195,42 @@ contract SwarmLedger {
 
     // ---------------------------------------------------------------- sessions
 
+    /// @notice `minPeers` 0 with empty `rules` leaves the rules to the first member that joins.
     function createSession(
         string calldata name,
         uint32 minPeers,
         uint32 quorumWait,
-        uint32 roundTimeout
+        uint32 roundTimeout,
+        string calldata rules
     ) external onlyAdmin returns (bytes32 session) {
         session = keccak256(bytes(name));
         if (sessions[session].exists) revert SessionExists(session);
-        if (minPeers == 0 || roundTimeout == 0 || bytes(name).length == 0) {
+        if (
+            roundTimeout == 0 || bytes(name).length == 0 || bytes(rules).length > 1024
+                || (minPeers == 0) != (bytes(rules).length == 0)
+        ) {
             revert InvalidSessionParameters();
         }
-        sessions[session] = Session(true, minPeers, quorumWait, roundTimeout, name);
+        sessions[session] = Session(true, minPeers, quorumWait, roundTimeout, name, rules);
         sessionList.push(session);
         emit SessionCreated(session, name, minPeers, quorumWait, roundTimeout);
+        if (minPeers != 0) emit RulesFixed(session, msg.sender, minPeers, rules);
+    }
+
+    /// @notice Fix the rules of a session created without them; only the first call succeeds.
+    function fixRules(bytes32 session, uint32 minPeers, string calldata rules)
+        external
+        onlyActiveMember
+    {
+        Session storage s = sessions[session];
+        if (!s.exists) revert UnknownSession(session);
+        if (s.minPeers != 0) revert RulesAlreadyFixed(session);
+        if (minPeers == 0 || bytes(rules).length == 0 || bytes(rules).length > 1024) {
+            revert InvalidSessionParameters();
+        }
+        s.minPeers = minPeers;
+        s.rules = rules;
+        emit RulesFixed(session, msg.sender, minPeers, rules);
     }
 
     // ------------------------------------------------------------------ rounds
@@ -216,6 +246,7 @@ contract SwarmLedger {
     ) external onlyActiveMember {
         Session storage s = sessions[session];
         if (!s.exists) revert UnknownSession(session);
+        if (s.minPeers == 0) revert RulesNotFixed(session);
         if (!members[msg.sender].registered) revert NotRegistered(msg.sender);
         if (attempt > 0 && !rounds[session][round][attempt - 1].closed) {
             revert PreviousAttemptOpen(session, round, attempt - 1);
@@ -312,11 +343,12 @@ contract SwarmLedger {
             string memory name,
             uint32 minPeers,
             uint32 quorumWait,
-            uint32 roundTimeout
+            uint32 roundTimeout,
+            string memory rules
         )
     {
         Session storage s = sessions[session];
-        return (s.exists, s.name, s.minPeers, s.quorumWait, s.roundTimeout);
+        return (s.exists, s.name, s.minPeers, s.quorumWait, s.roundTimeout, s.rules);
     }
 
     function sessionIds() external view returns (bytes32[] memory) {

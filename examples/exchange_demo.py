@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from swarmlib.merge import get_strategy
-from swarmlib.transport.local import NodeReport, node_vector, run_local_exchange
+from swarmlib.testing.local import NodeReport, node_vector, run_local_exchange
 
 
 def _check(

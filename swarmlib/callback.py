@@ -20,11 +20,18 @@ from typing import Any
 import keras
 import numpy as np
 
-from swarmlib.errors import ConfigurationError, SwarmEnded
+from swarmlib.errors import (
+    ChainUnreachable,
+    ConfigurationError,
+    QuorumTimeout,
+    SwarmEnded,
+    TransactionFailed,
+    TransportError,
+)
 from swarmlib.merge import STRATEGIES
-from swarmlib.node import SwarmNode
+from swarmlib.node import SwarmNode, SyncKind, SyncResult
 
-__all__ = ["HPE_ARGUMENTS", "SwarmCallback", "vote_lead"]
+__all__ = ["FAILURES", "HPE_ARGUMENTS", "ON_FAILURE", "SwarmCallback", "vote_lead"]
 
 #: HPE Swarm Learning's argument names and their swarmlib equivalents.
 HPE_ARGUMENTS = {
@@ -40,6 +47,11 @@ HPE_ARGUMENTS = {
     "trainingContract": "training_contract",
 }
 _CHECKIN = ("inactive", "snapshot", "active")
+#: What the callback may do when a sync fails (see ``on_failure``).
+ON_FAILURE = ("stop", "continue", "raise")
+#: The failures ``on_failure`` decides about: the swarm could not merge this time. A
+#: wrong setting (:class:`~swarmlib.errors.ConfigurationError`) always raises.
+FAILURES = (QuorumTimeout, ChainUnreachable, TransactionFailed, TransportError)
 _UNSET: Any = object()
 #: Votes are cast ahead of a sync only over batches that take less than this share of
 #: the exchange's timeout together: the other participants may wait that long for
@@ -95,7 +107,8 @@ def _votes_now(batch: int, steps: int | None, to_sync: int, lead: int) -> bool:
 class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
     """Merge the model with the swarm every ``sync_frequency`` batches.
 
-    Lifecycle: ``on_train_begin`` joins the swarm (once) and makes every node start
+    Lifecycle: ``on_train_begin`` joins the swarm (once; the session's rules on
+    chain are checked against ``min_peers`` and ``merge`` there) and makes every node start
     from the same weights (those of the first node to vote); every
     ``sync_frequency`` batches the weights are merged; ``on_train_end`` does a
     final merge unless ``checkin_on_train_end="inactive"`` — or unless the last
@@ -106,6 +119,13 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
     one instance serves several ``fit`` calls. The model only ever receives
     a complete merge: after a failure it keeps its last good weights.
 
+    A sync that fails (the quorum is not reached in time, the chain is
+    unreachable, peers time out on every attempt) is handled by ``on_failure``:
+    ``"stop"`` ends ``fit`` cleanly (``model.stop_training``) with the model of
+    the last merge, ``"continue"`` trains on with this node's data and tries
+    again at the next sync, ``"raise"`` lets the error out of ``fit``. Either way
+    the error is logged and kept in ``callback.failures``.
+
     Adaptive sync (``adaptive_sync=True``): after each merge the nodes' losses on
     their ``val_data`` are merged too (the same value on every node, so every
     node decides alike). If that loss fell by more than 1 % since the last
@@ -114,9 +134,13 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
     Args:
         sync_frequency: Batches between merges. Required (HPE: ``syncFrequency``).
-        min_peers: Fewest nodes a merge may have. Required (HPE: ``minPeers``).
+        min_peers: Fewest nodes a merge may have: a rule of the session, checked
+            against the chain at join (the first node to join fixes it).
+            Defaults to the session's, or ``SWARMLIB_MIN_PEERS`` (HPE: ``minPeers``).
         merge: Merge strategy name, e.g. ``"mean"``, ``"coordmedian"``,
-            ``"geomedian"``. Defaults to ``"mean"`` (HPE: ``mergeMethod``).
+            ``"geomedian"``; a rule of the session like ``min_peers``.
+            Defaults to the session's, or ``SWARMLIB_MERGE``, or ``"mean"``
+            (HPE: ``mergeMethod``).
         node_weight: ``"samples"`` weights each node by its number of training
             batches per epoch times ``batch_size`` (its training-set size); an
             int sets the weight by hand. Defaults to ``"samples"`` (HPE:
@@ -143,6 +167,8 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         verbose: 1 prints a line per merge. Defaults to 1.
         vote_ahead: Cast each sync's vote a few batches early, so that the round
             is agreed while they train (see :func:`vote_lead`). Defaults to ``True``.
+        on_failure: ``"stop"``, ``"continue"`` or ``"raise"`` (see above).
+            Defaults to ``"stop"``.
 
     Raises:
         ConfigurationError: in ``__init__``, for a bad, unknown or doubly spelled
@@ -168,6 +194,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         batch_size: int = 32,
         verbose: int = 1,
         vote_ahead: bool = True,
+        on_failure: str = "stop",
         **hpe: Any,
     ):
         super().__init__()
@@ -197,7 +224,8 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 )
             given[snake] = value
         defaults = {
-            "merge": "mean",
+            "min_peers": None,
+            "merge": None,
             "node_weight": "samples",
             "adaptive_sync": False,
             "val_data": None,
@@ -210,11 +238,15 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             k: (defaults.get(k, _UNSET) if val is _UNSET else val) for k, val in given.items()
         }
         self.sync_frequency: int = _positive_int("sync_frequency", v["sync_frequency"])
-        self.min_peers: int = _positive_int("min_peers", v["min_peers"])
-        merge_name = str(v["merge"]).lower()
-        if merge_name not in STRATEGIES:
+        self.min_peers: int | None = (
+            None if v["min_peers"] is None else _positive_int("min_peers", v["min_peers"])
+        )
+        self.merge: str | None = None if v["merge"] is None else str(v["merge"]).lower()
+        if self.merge is not None and self.merge not in STRATEGIES:
             raise _invalid("merge", v["merge"], f"one of {', '.join(sorted(STRATEGIES))}")
-        self.merge = merge_name
+        if on_failure not in ON_FAILURE:
+            raise _invalid("on_failure", on_failure, "'stop', 'continue' or 'raise'")
+        self.on_failure = on_failure
         self.node_weight: str | int = v["node_weight"]
         if self.node_weight != "samples":
             self.node_weight = _positive_int("node_weight", self.node_weight, "'samples' or ")
@@ -244,7 +276,9 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._interval = self.sync_frequency
         self._last_loss: float | None = None
         self.history: list[dict[str, Any]] = []
+        self.failures: list[Exception] = []
         self._alone = False  # set when the other nodes have left (SwarmEnded)
+        self._stopped = False  # set when a failure stopped this fit (on_failure="stop")
         self._batch_s: float | None = None  # how long a batch takes (moving average)
         self._traced = False  # whether the first batch has run
         self._batch_started = 0.0
@@ -253,9 +287,10 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if self.node is None:
             overrides = {"session": self.training_contract} if self.training_contract else {}
             self.node = SwarmNode.from_env(**overrides)
-        if not getattr(self.node, "_joined", False):
+        self.node.expect(min_peers=self.min_peers, merge=self.merge)
+        if not self.node.joined:
             self.node.join()
-        self._sync(initial=True)
+        self._sync("initial")
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch = epoch
@@ -263,7 +298,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._batch_started = time.perf_counter()
         assert self.node is not None
-        if not self.vote_ahead or self._alone:
+        if not self.vote_ahead or self._alone or self._stopped:
             return
         lead = vote_lead(self._batch_s, max(self._votes_s, default=0.0), self.node.config.timeout)
         # batches until the next round, this one included: a sync, or the final merge
@@ -282,12 +317,12 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._traced = True
         self._since_sync += 1
         if self._since_sync >= self._interval:
-            self._sync()
+            self._sync("sync")
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         # no final merge right after a sync: the model holds the swarm's merge already
         if self.checkin != "inactive" and self._since_sync > 0:
-            self._sync(final=True)
+            self._sync("final")
         assert self.node is not None
         # rounds of nodes still training stop waiting for this one; fit() returns without
         # waiting for the chain (the next sync, leave() and the interpreter's exit wait for it)
@@ -319,65 +354,83 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         steps = (self.params or {}).get("steps") or 1
         return int(steps) * self.batch_size
 
-    def _sync(self, *, initial: bool = False, final: bool = False) -> None:
-        assert self.node is not None
-        if self._alone:
+    def _sync(self, kind: str) -> None:
+        """One round (``kind`` is "initial", "sync" or "final"), failures handled by policy."""
+        if self._alone or self._stopped:
             return
         try:
-            self._merge(initial=initial, final=final)
+            self._merge(kind)
         except SwarmEnded as e:
             self._alone = True
             self._since_sync = 0
-            message = f"{e} Training goes on with this node's data only until fit() returns."
-            self.log.warning(message)
-            if self.verbose:
-                print(f"swarm: {message}", flush=True)
+            self._say(f"{e} Training goes on with this node's data only until fit() returns.")
+        except FAILURES as e:
+            self._failed(e)
 
-    def _merge(self, *, initial: bool, final: bool) -> None:
+    def _failed(self, e: Exception) -> None:
+        self.failures.append(e)
+        if self.on_failure == "raise":
+            raise e
+        self._since_sync = 0
+        if self.on_failure == "stop":
+            self._stopped = True
+            self.model.stop_training = True
+            self._say(
+                f"{type(e).__name__}: {e} Training stops here (on_failure='stop'); the model "
+                "keeps the swarm's last merge."
+            )
+        else:
+            self._say(
+                f"{type(e).__name__}: {e} Training goes on with this node's data; the next "
+                "sync tries again (on_failure='continue')."
+            )
+
+    def _say(self, message: str) -> None:
+        self.log.warning(message)
+        if self.verbose:
+            print(f"swarm: {message}", flush=True)
+
+    def _merge(self, kind: str) -> None:
         assert self.node is not None
         started, started_at = time.perf_counter(), time.time()
         weights = self.model.get_weights()
         chosen = self._indices()
-        local = [weights[i] for i in chosen]
-        loss = None
-        if self.adaptive_sync and not initial:
+        scalars = None
+        if self.adaptive_sync and kind != "initial":
             x, y = self.val_data
-            loss = float(
-                np.asarray(
-                    self.model.evaluate(x, y, batch_size=self.val_batch_size, verbose=0)
-                ).ravel()[0]
-            )
-            local.append(np.asarray([loss], dtype=np.float32))
+            result = self.model.evaluate(x, y, batch_size=self.val_batch_size, verbose=0)
+            scalars = {"val_loss": float(np.asarray(result).ravel()[0])}
+        sync_kind: SyncKind = "initial" if kind == "initial" else "sync"
         merged = self.node.sync(
-            local,
+            [weights[i] for i in chosen],
             self._n_samples(),
-            strategy="first" if initial else self.merge,
-            min_peers=self.min_peers,
+            kind=sync_kind,
+            scalars=scalars,
             copy=False,  # read-only views: set_weights copies them into the model
         )
-        if loss is not None:
-            merged_loss = float(merged.pop()[0])
-            self._adapt(merged_loss)
-        for i, value in zip(chosen, merged, strict=True):
+        if "val_loss" in merged.scalars:
+            self._adapt(merged.scalars["val_loss"])
+        for i, value in zip(chosen, merged.weights, strict=True):
             weights[i] = value
         self.model.set_weights(weights)
         self._since_sync = 0
-        stats = self.node.last_stats
-        voted_ahead = "vote_ahead_s" in self.node.last_timing
-        if voted_ahead:
-            self._votes_s.append(self.node.last_timing["vote_ahead_s"])
+        if "vote_ahead_s" in merged.timing:
+            self._votes_s.append(merged.timing["vote_ahead_s"])
+        self._record(merged, kind, time.perf_counter() - started, started_at)
+
+    def _record(self, merged: SyncResult, kind: str, seconds: float, started_at: float) -> None:
+        stats = merged.stats
         record = {
-            "round": self.node.round - 1,
-            "participants": len(stats.participants) if stats else 0,
-            "missed": stats is None,
-            "seconds": time.perf_counter() - started,
-            "merge_s": stats.merge_s if stats else 0.0,
-            "mb_sent": (stats.bytes_sent / 1e6) if stats else 0.0,
+            "round": merged.round,
+            "participants": len(stats.participants),
+            "seconds": seconds,
+            "merge_s": stats.merge_s,
+            "mb_sent": stats.bytes_sent / 1e6,
             "val_loss": self._last_loss,
-            "kind": "initial" if initial else "final" if final else "sync",
+            "kind": kind,
             "started_at": started_at,
-            "voted_ahead": voted_ahead,
-            **self.node.last_timing,
+            "voted_ahead": "vote_ahead_s" in merged.timing,
+            **merged.timing,
         }
         self.history.append(record)
         if self.verbose:
@@ -385,8 +438,8 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 f", merged val_loss {self._last_loss:.4f}" if self._last_loss is not None else ""
             )
             print(
-                f"swarm round {record['round']} ({record['kind']}): {record['participants']} "
-                f"participants, {record['seconds']:.2f}s (vote {record.get('vote_s', 0):.2f}, "
+                f"swarm round {record['round']} ({kind}): {record['participants']} "
+                f"participants, {seconds:.2f}s (vote {record.get('vote_s', 0):.2f}, "
                 f"agree {record.get('wait_s', 0):.2f}, "
                 f"exchange {record.get('exchange_s', 0):.2f}), {record['mb_sent']:.1f} MB sent"
                 f"{loss_text}",

@@ -86,6 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         args.args,
         workdir=args.workdir,
         min_peers=args.min_peers,
+        merge=args.merge,
         quorum_wait=args.quorum_wait,
         timeout=args.timeout,
         keep_going=args.keep_going,
@@ -160,15 +161,24 @@ def _member(args: argparse.Namespace) -> int:
 
 
 def _session_create(args: argparse.Namespace) -> int:
+    from swarmlib.merge import get_strategy
+
     client = _client(args, signed=True)
+    merge = get_strategy(args.merge).spec
     client.create_session(
         args.name,
-        min_peers=args.min_peers,
+        min_peers=args.min_peers or 0,
+        merge=merge,
         quorum_wait=args.quorum_wait,
         round_timeout=args.round_timeout,
     )
+    rules = (
+        f"min_peers={args.min_peers}, merge={merge!r}"
+        if args.min_peers
+        else "rules to be fixed by the first node to join"
+    )
     print(
-        f"created session {args.name!r}: min_peers={args.min_peers}, "
+        f"created session {args.name!r}: {rules}, "
         f"quorum_wait={args.quorum_wait}s, round_timeout={args.round_timeout}s"
     )
     return 0
@@ -183,6 +193,8 @@ def _audit(args: argparse.Namespace) -> int:
     for name in names:
         rows = audit(client, name)
         mismatch |= any(r.status == "MISMATCH" for r in rows)
+        rules = client.session_rules(name)
+        print(f"session {name!r} rules: {rules if rules else 'not fixed yet'}")
         print(format_audit(rows, name))
     return 3 if mismatch else 0
 
@@ -214,7 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-n", "--nodes", type=int, required=True)
     run.add_argument("--workdir", help="keys, SVIDs and outputs (default: a new temporary folder)")
-    run.add_argument("--min-peers", type=int, help="the session's min_peers (default: N)")
+    run.add_argument(
+        "--min-peers",
+        type=int,
+        help="min_peers of nodes that set none (SWARMLIB_MIN_PEERS; default N)",
+    )
+    run.add_argument("--merge", help="merge of nodes that set none (SWARMLIB_MERGE; default mean)")
     run.add_argument("--quorum-wait", type=int, default=10, help="seconds (default 10)")
     run.add_argument("--timeout", type=float, help="stop every node after this many seconds")
     run.add_argument(
@@ -266,7 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     session.add_argument("action", choices=["create"])
     chain_args(session, key=True)
     session.add_argument("--name", required=True)
-    session.add_argument("--min-peers", type=int, required=True)
+    session.add_argument(
+        "--min-peers", type=int, help="fix the rules now (default: the first node fixes them)"
+    )
+    session.add_argument("--merge", default="mean", help="with --min-peers (default mean)")
     session.add_argument("--quorum-wait", type=int, default=30, help="seconds (default 30)")
     session.add_argument("--round-timeout", type=int, default=600, help="seconds (default 600)")
     session.set_defaults(func=_session_create)

@@ -38,6 +38,8 @@ inherit the builtin they resemble, so ``except TimeoutError`` still works for a
             ├── InvalidSpiffeId (ValueError) not a well-formed spiffe://trust-domain/path
             ├── InvalidRegistration          empty endpoint or CURVE key
             ├── SessionExists, UnknownSession, InvalidSessionParameters
+            ├── RulesAlreadyFixed            a session's rules were fixed already
+            ├── RulesNotFixed                no vote before a session's rules are fixed
             ├── AlreadyVoted                 this member already voted in that round attempt
             ├── RoundClosed                  that round attempt is closed
             ├── PreviousAttemptOpen          attempt n+1 before attempt n closed
@@ -90,6 +92,8 @@ __all__ = [
     "RoundClosed",
     "RoundFailed",
     "RoundNotOpen",
+    "RulesAlreadyFixed",
+    "RulesNotFixed",
     "SessionExists",
     "ShapeMismatch",
     "SwarmEnded",
@@ -257,8 +261,11 @@ class ContractRevert(LedgerError):
 
     Attributes:
         error: The contract's custom error name (e.g. ``"NotAMember"``).
-        args: Its decoded arguments.
+        error_args: Its decoded arguments.
+        hint: What to do about it (each subclass says; the message ends with it).
     """
+
+    hint = "see the contract"
 
     def __init__(self, message: str, *, error: str = "", args: tuple[object, ...] = ()):
         super().__init__(message)
@@ -269,66 +276,120 @@ class ContractRevert(LedgerError):
 class NotAdmin(ContractRevert):
     """Only an admin may do that."""
 
+    hint = "only an admin may do this; use an admin's key"
+
 
 class NotAMember(ContractRevert):
     """The account is not a member of the swarm, or was removed."""
+
+    hint = (
+        "the account is not an active member: an admin adds it with `swarmlib member add` (a "
+        "removed member must be added again)"
+    )
 
 
 class NotRegistered(ContractRevert):
     """The member has not registered its endpoint and keys yet."""
 
+    hint = "the member must register its endpoint and keys first"
+
 
 class AlreadyMember(ContractRevert):
     """The account is already an active member."""
+
+    hint = "the account is already an active member"
 
 
 class AlreadyAdmin(ContractRevert):
     """The account is already an admin."""
 
+    hint = "the account is already an admin"
+
 
 class LastAdmin(ContractRevert):
     """The last admin cannot be removed."""
+
+    hint = "the last admin cannot be removed; add another admin first"
 
 
 class InvalidSpiffeId(ContractRevert, ValueError):
     """Not a well-formed ``spiffe://trust-domain/path`` ID."""
 
+    hint = "expected spiffe://<trust-domain>/<path>"
+
 
 class InvalidRegistration(ContractRevert):
     """Registration data is empty or too long."""
+
+    hint = "the endpoint and the CURVE key must not be empty"
 
 
 class SessionExists(ContractRevert):
     """A training session of that name already exists."""
 
+    hint = "a session of that name exists; pick another name"
+
 
 class UnknownSession(ContractRevert):
     """No training session of that name exists."""
+
+    hint = "no such training session; an admin creates it first"
 
 
 class InvalidSessionParameters(ContractRevert):
     """``min_peers`` and the round timeout must be positive and the name non-empty."""
 
+    hint = (
+        "round_timeout must be positive, and min_peers and the rules are given together (or "
+        "neither)"
+    )
+
 
 class AlreadyVoted(ContractRevert):
     """This member already voted in that round attempt."""
+
+    hint = "this member already voted in that round attempt"
 
 
 class RoundClosed(ContractRevert):
     """That round attempt is already closed."""
 
+    hint = "that round attempt is closed; vote in the next attempt or round"
+
 
 class PreviousAttemptOpen(ContractRevert):
     """Attempt n+1 of a round can only be voted once attempt n is closed."""
+
+    hint = "the previous attempt of this round is still open"
 
 
 class QuorumNotReached(ContractRevert):
     """Fewer than ``min_peers`` members voted."""
 
+    hint = "fewer than min_peers members voted"
+
 
 class QuorumWaitNotOver(ContractRevert):
     """The round cannot be closed before the quorum wait has passed."""
 
+    hint = "the quorum wait has not passed yet"
+
+
+class RulesAlreadyFixed(ContractRevert):
+    """The session's rules were fixed already (by its creator or the first node)."""
+
+    hint = (
+        "the session's rules were fixed already; read them with `swarmlib audit` and use the same"
+    )
+
+
+class RulesNotFixed(ContractRevert):
+    """Nobody fixed the session's rules yet, so no vote can be taken."""
+
+    hint = "the session's rules are not fixed yet: a node fixes them when it joins (SwarmNode.join)"
+
 
 class RoundNotOpen(ContractRevert):
     """Nobody voted in that round attempt yet."""
+
+    hint = "nobody voted in that round attempt yet"

@@ -54,7 +54,11 @@ class LocalSwarm:
             accounts; later ones get fresh keys, funded by the admin account.
         workdir: Folder for keys, SVIDs and outputs. Defaults to a new temporary one.
         session: Session name. Defaults to ``"swarm"``.
-        min_peers: The session's ``min_peers``. Defaults to ``nodes``.
+        min_peers: ``SWARMLIB_MIN_PEERS`` for every node: the ``min_peers`` of a
+            node that sets none itself. The session is created without rules, so
+            the first node to join fixes them from its settings. Defaults to ``nodes``.
+        merge: ``SWARMLIB_MERGE`` for every node, likewise. Defaults to none
+            (the nodes' own, else ``"mean"``).
         quorum_wait: Seconds after which a round may close without everyone. Defaults to 10.
         round_timeout: Seconds a node waits for a round. Defaults to 300.
         rpc: JSON-RPC URL of a development chain to use instead of serving the
@@ -69,6 +73,7 @@ class LocalSwarm:
     workdir: Path | None = None
     session: str = "swarm"
     min_peers: int | None = None
+    merge: str | None = None
     quorum_wait: int = 10
     round_timeout: int = 300
     rpc: str | None = None
@@ -95,11 +100,9 @@ class LocalSwarm:
             self.url = self.rpc
             accounts = [Account.from_key(self.admin_key)]  # nodes get fresh, funded keys
         self.admin = LedgerClient.deploy(connect(self.url), accounts[0], rpc=self.url)
+        # no rules: the first node to join fixes min_peers and merge from its own settings
         self.admin.create_session(
-            self.session,
-            min_peers=self.min_peers or self.nodes,
-            quorum_wait=self.quorum_wait,
-            round_timeout=self.round_timeout,
+            self.session, quorum_wait=self.quorum_wait, round_timeout=self.round_timeout
         )
         ca = DevCA.create(TRUST_DOMAIN)
         ca.save(self.workdir / "ca")
@@ -125,6 +128,8 @@ class LocalSwarm:
                     "SWARMLIB_TRUST_BUNDLE": str(issued.bundle),
                     "SWARMLIB_NODE_INDEX": str(i),
                     "SWARMLIB_NODE_COUNT": str(self.nodes),
+                    "SWARMLIB_MIN_PEERS": str(self.min_peers or self.nodes),
+                    **({"SWARMLIB_MERGE": self.merge} if self.merge else {}),
                     "SWARMLIB_WORKDIR": str(self.workdir),
                 }
             )
@@ -162,6 +167,7 @@ def run_script(
     *,
     workdir: str | Path | None = None,
     min_peers: int | None = None,
+    merge: str | None = None,
     quorum_wait: int = 10,
     timeout: float | None = None,
     extra_env: dict[str, str] | None = None,
@@ -173,6 +179,7 @@ def run_script(
     """Run ``python SCRIPT ARGS`` as ``nodes`` swarm nodes; returns the exit code.
 
     Args:
+        min_peers, merge: The nodes' default session rules (see :class:`LocalSwarm`).
         rpc: A development chain to use instead of the embedded one (see
             :class:`LocalSwarm`). Defaults to serving the embedded chain.
         admin_key: With ``rpc``: the hex key of a funded account on it.
@@ -189,7 +196,7 @@ def run_script(
     if not Path(script).exists():
         raise ConfigurationError(f"No script {script!r}.")
     return _launch(nodes, [sys.executable, script, *args], workdir=workdir, min_peers=min_peers,
-                   quorum_wait=quorum_wait, timeout=timeout, extra_env=extra_env,
+                   merge=merge, quorum_wait=quorum_wait, timeout=timeout, extra_env=extra_env,
                    on_finish=on_finish, keep_going=keep_going, rpc=rpc,
                    admin_key=admin_key)  # fmt: skip
 
@@ -276,6 +283,7 @@ def _launch(
     workdir: str | Path | None,
     min_peers: int | None,
     quorum_wait: int,
+    merge: str | None = None,
     timeout: float | None,
     extra_env: dict[str, str] | None,
     on_finish: Callable[[LocalSwarm], None] | None,
@@ -283,8 +291,9 @@ def _launch(
     rpc: str | None = None,
     admin_key: str | None = None,
 ) -> int:
-    with LocalSwarm(nodes, Path(workdir) if workdir else None, min_peers=min_peers,
-                    quorum_wait=quorum_wait, rpc=rpc, admin_key=admin_key) as swarm:  # fmt: skip
+    folder = Path(workdir) if workdir else None
+    with LocalSwarm(nodes, folder, min_peers=min_peers, merge=merge, quorum_wait=quorum_wait,
+                    rpc=rpc, admin_key=admin_key) as swarm:  # fmt: skip
         procs: list[subprocess.Popen[bytes]] = []
         pumps = []
         print(f"swarmlib run: {nodes} nodes, chain {swarm.url}, contract "

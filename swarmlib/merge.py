@@ -8,12 +8,15 @@ Strategies that are coordinate-wise (:class:`Mean`, :class:`CoordinateMedian`,
 :class:`TrimmedMean`) need nothing beyond the shard, so merging shard by shard is
 **exactly** (bit for bit) their whole-vector definition. Strategies that need
 whole-vector quantities (:class:`GeometricMedian`, :class:`Krum`,
-:class:`MultiKrum`) compute *partial* squared distances on their shard and ask
-``ctx.reduce`` to sum those few scalars over all shards; the sharded result
-equals the whole-vector definition up to floating-point summation order (the
-Krum selection is the same except on exact ties; the geometric median agrees
-within its tolerance). ``ctx.reduce`` is the identity when the shard is the
-whole vector.
+:class:`MultiKrum`) compute *partial* squared distances on their shard and need
+those few scalars summed over all shards. A strategy never does that itself:
+:meth:`Strategy.steps` is a generator that *yields* each partial vector and
+receives the total back; whoever runs it decides how the sum is made (the
+sharded exchange sums over the owners, :meth:`Strategy.__call__` on a whole
+vector sends each partial straight back). The sharded result equals the
+whole-vector definition up to floating-point summation order (the Krum selection
+is the same except on exact ties; the geometric median agrees within its
+tolerance).
 
 Every strategy first validates its inputs (:func:`validate`): equal shapes and
 dtypes, positive finite weights, and finite values. An update with NaN or Inf is
@@ -35,10 +38,10 @@ References:
 
 from __future__ import annotations
 
+import ast
 import logging
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -60,8 +63,10 @@ __all__ = [
     "GeometricMedian",
     "Krum",
     "Mean",
+    "MergeSteps",
     "MultiKrum",
     "ShardContext",
+    "ShardedMerge",
     "Strategy",
     "TrimmedMean",
     "get_strategy",
@@ -75,16 +80,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Reduce = Callable[[np.ndarray], np.ndarray]
-
-
-def _identity(partial: np.ndarray) -> np.ndarray:
-    return partial
+#: A merge in progress: yields float64 partials to be summed over every shard of the
+#: model, receives each total, and returns the merged shard.
+MergeSteps = Generator[np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
 class ShardContext:
-    """Where a shard sits and how to reach the other shards.
+    """Where a shard sits in the model, to name peers and layers in errors.
 
     Attributes:
         peers: Name of each peer, in the order of the shards. Used in errors.
@@ -93,15 +96,11 @@ class ShardContext:
             Defaults to 0.
         layout: Layer layout of the flattened vector, to name layers in errors.
             Defaults to ``None`` (errors name coordinates).
-        reduce: Sums a small float64 vector over all shards of the model and
-            returns the total, identical on every owner. Defaults to the
-            identity (the shard is the whole model).
     """
 
     peers: Sequence[str] | None = None
     offset: int = 0
     layout: Layout | None = None
-    reduce: Reduce = field(default=_identity)
 
     def peer(self, i: int) -> str:
         """Name of peer ``i``."""
@@ -309,7 +308,7 @@ def krum_scores(upper: np.ndarray, n: int, f: int) -> np.ndarray:
 # --------------------------------------------------------------------- strategies
 
 
-class Strategy(ABC):
+class Strategy:
     """A merge strategy. Call it on the peers' shards: ``strategy(shards, weights, ctx)``."""
 
     name: ClassVar[str]
@@ -327,45 +326,103 @@ class Strategy(ABC):
         weights: Sequence[float] | npt.ArrayLike | None = None,
         ctx: ShardContext | None = None,
     ) -> np.ndarray:
-        """Validate the shards and merge them.
+        """Validate the updates and merge them, taken as whole vectors.
 
         Args:
             shards: One array per peer, all of the same shape and dtype.
             weights: One positive weight per peer. Defaults to equal weights.
-            ctx: Peer names, layout and the cross-shard ``reduce``. Defaults to a
-                whole-vector context.
+            ctx: Peer names and layout, for errors. Defaults to anonymous peers.
 
         Returns:
-            The merged array, of the shards' shape and dtype.
+            The merged array, of the updates' shape and dtype.
 
         Raises:
             MergeError: a subclass naming the peer and layer at fault.
             ConfigurationError: fewer peers than the strategy needs.
+        """
+        steps = self.steps(shards, weights, ctx)
+        try:
+            partial = next(steps)
+            while True:  # the whole vector: each partial sum is already the total
+                partial = steps.send(partial)
+        except StopIteration as done:
+            result: np.ndarray = done.value
+            return result
+
+    def steps(
+        self,
+        shards: Sequence[npt.ArrayLike],
+        weights: Sequence[float] | npt.ArrayLike | None = None,
+        ctx: ShardContext | None = None,
+    ) -> MergeSteps:
+        """Merge one shard of the model, as a generator (see the module docstring).
+
+        Validates first (raising as :meth:`__call__` does, at the first ``next``),
+        then yields each float64 partial that must be summed over all shards and
+        expects the total sent back; returns the merged shard. Coordinate-wise
+        strategies yield nothing.
         """
         arrays, w, ctx = validate(shards, weights, ctx)
         if len(arrays) < self.min_peers:
             raise ConfigurationError(
                 f"{self!r} needs at least {self.min_peers} peers; got {len(arrays)}."
             )
+        return (yield from self._steps(arrays, w, ctx))
+
+    def _steps(self, arrays: list[np.ndarray], w: np.ndarray, ctx: ShardContext) -> MergeSteps:
+        """Merge validated arrays; strategies that need cross-shard sums override this."""
+        yield from ()  # coordinate-wise: no cross-shard sums
         return self._merge(arrays, w, ctx)
 
-    @abstractmethod
     def _merge(self, arrays: list[np.ndarray], w: np.ndarray, ctx: ShardContext) -> np.ndarray:
-        """Merge validated arrays."""
+        """Merge validated arrays (coordinate-wise strategies)."""
+        raise NotImplementedError
 
-    def describe(self) -> dict[str, Any]:
-        """Name and parameters; peers compare these before a round to agree on the merge."""
-        return {"name": self.name, **{k: v for k, v in vars(self).items()}}
+    def sharded(self, layout: Layout | None = None) -> ShardedMerge:
+        """This strategy as the sharded exchange calls it (``exchange.run_round(merge=...)``)."""
+        return ShardedMerge(self, layout)
+
+    @property
+    def spec(self) -> str:
+        """Name and parameters in one canonical string, e.g. ``trimmed_mean(k=1)``.
+
+        Peers compare it before a round, and a session records it on chain as its
+        merge rule; :func:`get_strategy` reads it back.
+        """
+        params = ",".join(f"{k}={v!r}" for k, v in sorted(vars(self).items()))
+        return f"{self.name}({params})" if params else self.name
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
         return f"{type(self).__name__}({params})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Strategy) and self.describe() == other.describe()
+        return isinstance(other, Strategy) and self.spec == other.spec
 
     def __hash__(self) -> int:
-        return hash(repr(self))
+        return hash(self.spec)
+
+
+@dataclass(frozen=True)
+class ShardedMerge:
+    """A strategy bound to a model's layout, called by an owner on its shard.
+
+    ``merge(shards, weights, names, offset)`` returns :meth:`Strategy.steps`;
+    ``spec`` is what the participants compare before they exchange.
+    """
+
+    strategy: Strategy
+    layout: Layout | None = None
+
+    @property
+    def spec(self) -> str:
+        return self.strategy.spec
+
+    def __call__(
+        self, shards: list[np.ndarray], weights: list[float], names: list[str], offset: int
+    ) -> MergeSteps:
+        ctx = ShardContext(peers=names, offset=offset, layout=self.layout)
+        return self.strategy.steps(shards, weights, ctx)
 
 
 class First(Strategy):
@@ -437,7 +494,7 @@ class GeometricMedian(Strategy):
     ``z <- sum(b_i x_i) / sum(b_i)`` with ``b_i = w_i / max(||z - x_i||, eps)``.
     It stops when a step moves ``z`` by at most ``tol * (1 + ||z||)`` (norms over
     the whole vector) or after ``max_iter`` steps. Each step costs one
-    ``ctx.reduce`` of ``N + 2`` scalars in the sharded exchange.
+    cross-shard sum of ``N + 2`` scalars in the sharded exchange.
 
     Args:
         tol: Relative step size at which to stop. Defaults to 1e-6.
@@ -462,7 +519,7 @@ class GeometricMedian(Strategy):
         self.max_iter = max_iter
         self.eps = float(eps)
 
-    def _merge(self, arrays: list[np.ndarray], w: np.ndarray, ctx: ShardContext) -> np.ndarray:
+    def _steps(self, arrays: list[np.ndarray], w: np.ndarray, ctx: ShardContext) -> MergeSteps:
         n = len(arrays)
         x = [a.astype(np.float64, copy=False).reshape(-1) for a in arrays]
         z = weighted_mean(x, w)
@@ -474,7 +531,7 @@ class GeometricMedian(Strategy):
                 partial[i] = np.dot(d, d)
             partial[n] = step2 if np.isfinite(step2) else 0.0
             partial[n + 1] = np.dot(z, z)
-            total = ctx.reduce(partial)
+            total = yield partial
             if np.isfinite(step2) and np.sqrt(total[n]) <= self.tol * (1 + np.sqrt(total[n + 1])):
                 break
             beta = w / np.maximum(np.sqrt(total[:n]), self.eps)
@@ -512,17 +569,17 @@ class Krum(Strategy):
         """``2f + 3`` peers, the bound under which Krum tolerates ``f`` Byzantine peers."""
         return 2 * self.f + 3
 
-    def _select(self, arrays: list[np.ndarray], ctx: ShardContext, m: int) -> np.ndarray:
+    def _select(self, arrays: list[np.ndarray], ctx: ShardContext, m: int) -> MergeSteps:
         """Indices of the ``m`` best-scored updates, plus any tied with the ``m``-th."""
-        total = ctx.reduce(pairwise_sq_distances(arrays))
+        total = yield pairwise_sq_distances(arrays)
         scores = krum_scores(total, len(arrays), self.f)
         cutoff = np.sort(scores)[m - 1]
         chosen = np.flatnonzero(scores <= cutoff)
         logger.debug("Krum kept %s (scores %s)", [ctx.peer(int(i)) for i in chosen], scores)
         return chosen
 
-    def _merge(self, arrays: list[np.ndarray], w: np.ndarray, ctx: ShardContext) -> np.ndarray:
-        chosen = self._select(arrays, ctx, 1)
+    def _steps(self, arrays: list[np.ndarray], w: np.ndarray, ctx: ShardContext) -> MergeSteps:
+        chosen = yield from self._select(arrays, ctx, 1)
         return weighted_mean([arrays[int(i)] for i in chosen], w[chosen])
 
 
@@ -547,15 +604,14 @@ class MultiKrum(Krum):
             )
         self.m = m
 
-    def _merge(self, arrays: list[np.ndarray], w: np.ndarray, ctx: ShardContext) -> np.ndarray:
+    def _steps(self, arrays: list[np.ndarray], w: np.ndarray, ctx: ShardContext) -> MergeSteps:
         m = self.m if self.m is not None else len(arrays) - self.f
-        chosen = self._select(arrays, ctx, min(m, len(arrays)))
+        chosen = yield from self._select(arrays, ctx, min(m, len(arrays)))
         return weighted_mean([arrays[int(i)] for i in chosen], w[chosen])
 
 
 #: Strategy classes by name, with the spellings HPE Swarm Learning uses.
 STRATEGIES: dict[str, type[Strategy]] = {
-    "first": First,
     "mean": Mean,
     "coordinate_median": CoordinateMedian,
     "coordmedian": CoordinateMedian,
@@ -569,10 +625,11 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 
 def get_strategy(spec: str | Strategy, **params: Any) -> Strategy:
-    """Resolve a strategy name (or pass a strategy through).
+    """Resolve a strategy name or spec (or pass a strategy through).
 
     Args:
-        spec: A :class:`Strategy`, or one of the names in :data:`STRATEGIES`.
+        spec: A :class:`Strategy`, one of the names in :data:`STRATEGIES`, or a
+            :attr:`Strategy.spec` such as ``"trimmed_mean(k=2)"``.
         **params: Parameters for the strategy's constructor (e.g. ``k=2``).
 
     Raises:
@@ -582,12 +639,34 @@ def get_strategy(spec: str | Strategy, **params: Any) -> Strategy:
         if params:
             raise ConfigurationError("Pass parameters either in the Strategy or as keywords.")
         return spec
-    cls = STRATEGIES.get(str(spec).lower())
+    name, given = _parse_spec(str(spec))
+    cls = STRATEGIES.get(name.lower())
     if cls is None:
         raise ConfigurationError(
             f"Unknown merge strategy {spec!r}. Choose one of: {', '.join(sorted(STRATEGIES))}."
         )
     try:
-        return cls(**params)
+        return cls(**{**given, **params})
     except TypeError as e:
         raise ConfigurationError(f"Bad parameters for merge strategy {spec!r}: {e}") from e
+
+
+def _parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"name(k=1,m=None)"`` -> ``("name", {"k": 1, "m": None})``; a bare name has none."""
+    name, paren, rest = spec.strip().partition("(")
+    if not paren:
+        return name, {}
+    if not rest.endswith(")"):
+        raise ConfigurationError(f"Bad merge strategy spec {spec!r}: expected name(k=v,...).")
+    params: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in rest[:-1].split(","))):
+        key, eq, value = item.partition("=")
+        try:
+            if not eq:
+                raise ValueError(item)
+            params[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError) as e:
+            raise ConfigurationError(
+                f"Bad merge strategy spec {spec!r}: {item!r} is not key=literal."
+            ) from e
+    return name, params

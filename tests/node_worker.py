@@ -57,7 +57,7 @@ def run_node(env: dict[str, str], rounds: int, n_samples: int, conn: Connection)
                     state = _reader(env).round(env["SWARMLIB_SESSION"], node.round)
                     agreed_early.append(state.closed)
                 try:
-                    merged = node.sync(node_weights(index, r), n_samples)
+                    merged = node.sync(node_weights(index, r), n_samples).weights
                 except SwarmEnded:  # the others finished and left the session
                     conn.send(("ended", results))
                     return

@@ -17,9 +17,11 @@ import pytest
 import zmq
 
 from swarmlib.errors import ConfigurationError, PeerRejected, PeerTimeout
-from swarmlib.merge import Mean
+from swarmlib.merge import First, Mean, get_strategy
 from swarmlib.transport import CurveKeyPair, Peer, RoundResult, ShardedExchange, crypto
 from swarmlib.transport.framing import CONTRIB, KEY, encode_header, parse_header
+
+MEAN = Mean().sharded()
 
 
 @pytest.fixture
@@ -43,6 +45,8 @@ def _run(
     **kw: Any,
 ) -> list[RoundResult | BaseException]:
     peers = kw.pop("peers", None) or _peers(exchanges)
+    name = kw.pop("strategy", "mean")
+    kw["merge"] = (First() if name == "first" else get_strategy(name)).sharded()
     delays = kw.pop("delays", None) or [0.0] * len(exchanges)
     out: list[RoundResult | BaseException] = [RuntimeError("did not run")] * len(exchanges)
 
@@ -89,7 +93,7 @@ def test_a_participant_that_starts_its_round_late_is_waited_for(
     # n2 refuses the others' CURVE handshakes until it starts the round; with "first"
     # the others hold every value before n2 even starts, and must still let it in.
     vecs = _vectors(3)
-    with caplog.at_level(logging.INFO, logger="swarmlib.transport.exchange"):
+    with caplog.at_level(logging.INFO, logger="swarmlib.transport"):
         for round_id in range(2):
             res = _results(_run(nodes, vecs, round_id, strategy=strategy, delays=[0, 0, 1.5]))
             assert len({r.sha256 for r in res}) == 1
@@ -123,7 +127,7 @@ def test_junk_on_the_data_port_is_dropped_and_the_round_completes(
     ctx.term()
     # a node waiting for its round on chain wakes up for a message, and leaves it to the round
     assert target.wait_for_traffic(5)
-    with caplog.at_level(logging.INFO, logger="swarmlib.transport.exchange"):
+    with caplog.at_level(logging.INFO, logger="swarmlib.transport"):
         res = _results(_run(nodes, _vectors(3)))
     np.testing.assert_array_equal(res[0].vector, Mean()(_vectors(3)))
     assert res[0].stats.dropped == len(junk)
@@ -203,7 +207,7 @@ def test_replayed_and_tampered_shards_are_dropped(
     b.data_endpoint = tap.endpoint  # a learns this address from b's key message
     dropped = 0
     try:
-        with caplog.at_level(logging.INFO, logger="swarmlib.transport.exchange"):
+        with caplog.at_level(logging.INFO, logger="swarmlib.transport"):
             for r in range(3):
                 vecs = [v + r for v in _vectors(2)]
                 res = _results(_run([a, b], vecs, round_id=r, weight=2.0))
@@ -345,24 +349,24 @@ def test_bad_arguments_are_refused(nodes: list[ShardedExchange]) -> None:
     peers = _peers(nodes)
     ex = nodes[0]
     with pytest.raises(ConfigurationError, match="not in the participant list"):
-        ex.run_round(peers[1:], np.zeros(3, np.float32), round_id=0)
+        ex.run_round(peers[1:], np.zeros(3, np.float32), round_id=0, merge=MEAN)
     with pytest.raises(ConfigurationError, match="1-D floating-point"):
-        ex.run_round(peers, np.zeros((2, 2), np.float32), round_id=0)
+        ex.run_round(peers, np.zeros((2, 2), np.float32), round_id=0, merge=MEAN)
     with pytest.raises(ConfigurationError, match="weight"):
-        ex.run_round(peers, np.zeros(3, np.float32), round_id=0, weight=0)
+        ex.run_round(peers, np.zeros(3, np.float32), round_id=0, weight=0, merge=MEAN)
     with pytest.raises(ConfigurationError, match="distinct"):
-        ex.run_round([peers[0], peers[0]], np.zeros(3, np.float32), round_id=0)
+        ex.run_round([peers[0], peers[0]], np.zeros(3, np.float32), round_id=0, merge=MEAN)
     with pytest.raises(ConfigurationError, match="timeout"):
         ShardedExchange(timeout=0)
 
 
 def test_rounds_only_go_forward(nodes: list[ShardedExchange]) -> None:
     vecs = _vectors(3)
-    _results(_run(nodes, vecs, round_id=3))
+    _results(_run(nodes, vecs, round_id=3, merge=MEAN))
     with pytest.raises(ConfigurationError, match=r"retry a failed round as `attempt \+ 1`"):
-        nodes[0].run_round(_peers(nodes), vecs[0], round_id=3)
+        nodes[0].run_round(_peers(nodes), vecs[0], round_id=3, merge=MEAN)
     with pytest.raises(ConfigurationError, match="only go forward"):
-        nodes[0].run_round(_peers(nodes), vecs[0], round_id=2, attempt=5)
+        nodes[0].run_round(_peers(nodes), vecs[0], round_id=2, attempt=5, merge=MEAN)
     with pytest.raises(ConfigurationError, match="tcp://"):
         ShardedExchange(bind="ipc:///tmp/x")
 
@@ -387,7 +391,7 @@ def test_out_buffer_is_filled_and_checked(nodes: list[ShardedExchange]) -> None:
     res: list[RoundResult | BaseException] = [RuntimeError()] * 3
 
     def work(i: int) -> None:
-        res[i] = nodes[i].run_round(peers, vecs[i], round_id=0, out=outs[i])
+        res[i] = nodes[i].run_round(peers, vecs[i], round_id=0, out=outs[i], merge=MEAN)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
     for t in threads:
@@ -398,6 +402,6 @@ def test_out_buffer_is_filled_and_checked(nodes: list[ShardedExchange]) -> None:
         assert r.vector is outs[i]
         np.testing.assert_array_equal(outs[i], Mean()(vecs))
     with pytest.raises(ConfigurationError, match="out"):
-        nodes[0].run_round(peers, vecs[0], round_id=1, out=np.empty(9, np.float32))
+        nodes[0].run_round(peers, vecs[0], round_id=1, out=np.empty(9, np.float32), merge=MEAN)
     with pytest.raises(ConfigurationError, match="share memory"):
-        nodes[0].run_round(peers, vecs[0], round_id=1, out=vecs[0])
+        nodes[0].run_round(peers, vecs[0], round_id=1, out=vecs[0], merge=MEAN)

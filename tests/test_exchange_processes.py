@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from swarmlib.merge import get_strategy
-from swarmlib.transport.local import node_vector, run_local_exchange
+from swarmlib.testing.local import node_vector, run_local_exchange
 
 PARAMS = 1001  # not a multiple of the node count: shards of unequal length
 ROUNDS = 2

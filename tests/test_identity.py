@@ -29,8 +29,9 @@ from swarmlib.identity import (
     svid_hash,
     verify_credentials,
 )
-from swarmlib.identity.agent import DevAgent
 from swarmlib.ledger.keys import load_or_create_account
+from swarmlib.merge import Mean
+from swarmlib.testing.agent import DevAgent
 from swarmlib.transport import CurveKeyPair, Peer, ShardedExchange
 from swarmlib.transport.auth import CurveKeyPair as _Pair
 
@@ -307,7 +308,11 @@ def test_the_exchange_refuses_a_peer_whose_identity_fails_and_names_it(
     def run(i: int, who: list[Peer], attempt: int = 0) -> None:
         try:
             out[i] = exchanges[i].run_round(
-                who, np.full(6, float(i), np.float32), round_id=0, attempt=attempt
+                who,
+                np.full(6, float(i), np.float32),
+                round_id=0,
+                attempt=attempt,
+                merge=Mean().sharded(),
             )
         except Exception as e:
             out[i] = e

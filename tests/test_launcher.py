@@ -27,7 +27,7 @@ def train():
     if index == int(os.environ.get("TEST_FAIL_NODE", "-1")):
         raise ValueError(f"no data for node {index}")
     with SwarmNode.from_env() as node:
-        merged = node.sync([np.full(4, SCALE * index, np.float32)], 10 * (index + 1))
+        merged = node.sync([np.full(4, SCALE * index, np.float32)], 10 * (index + 1)).weights
     return index, merged[0]
 """
 

@@ -14,6 +14,7 @@ from swarmlib import errors
 from swarmlib.ledger import LedgerClient, connect, dev_accounts
 from swarmlib.ledger.audit import audit, format_audit
 from swarmlib.ledger.client import PresenceInfo, session_id
+from swarmlib.ledger.rules import SessionRules
 
 H = [bytes([i]) * 32 for i in range(8)]  # stand-ins for merged-model hashes
 
@@ -345,7 +346,7 @@ def test_sessions_are_separate_and_validated(swarm: Swarm) -> None:
     with pytest.raises(errors.SessionExists):
         swarm.admin.create_session("a", min_peers=2)
     with pytest.raises(errors.InvalidSessionParameters):
-        swarm.admin.create_session("c", min_peers=0)
+        swarm.admin.create_session("c", min_peers=1, round_timeout=0)
     with pytest.raises(errors.UnknownSession):
         swarm.nodes[0].ready("nope", 0, 0, 1)
     with pytest.raises(errors.UnknownSession):
@@ -354,6 +355,28 @@ def test_sessions_are_separate_and_validated(swarm: Swarm) -> None:
     assert swarm.admin.round("b", 0).closed  # one peer suffices in b
     assert not swarm.admin.round("a", 0).participants
     assert swarm.admin.session_names() == ["a", "b"]
+
+
+def test_a_session_without_rules_takes_no_vote_until_the_first_member_fixes_them(
+    swarm: Swarm,
+) -> None:
+    swarm.admin.create_session("open", quorum_wait=0)  # min_peers and merge left to the nodes
+    assert swarm.admin.session_rules("open") is None
+    with pytest.raises(errors.RulesNotFixed, match="a node fixes them when it joins"):
+        swarm.nodes[0].ready("open", 0, 0, 10)
+    swarm.nodes[1].fix_rules("open", SessionRules(2, "coordinate_median"))
+    with pytest.raises(errors.RulesAlreadyFixed):  # the first one wins, for good
+        swarm.nodes[0].fix_rules("open", SessionRules(1, "mean"))
+    assert swarm.nodes[0].session_rules("open") == SessionRules(2, "coordinate_median")
+    swarm.nodes[0].ready("open", 0, 0, 10)
+    assert not swarm.admin.round("open", 0).closed  # min_peers=2 as fixed
+    swarm.nodes[1].ready("open", 0, 0, 10)
+    assert swarm.admin.round("open", 0).closed
+    # a creator that sets them fixes them at once
+    swarm.admin.create_session("set", min_peers=3, merge="krum")
+    assert swarm.admin.session_rules("set") == SessionRules(3, "krum")
+    with pytest.raises(errors.RulesAlreadyFixed):
+        swarm.nodes[0].fix_rules("set", SessionRules(3, "krum"))
 
 
 def _round(swarm: Swarm, r: int, hashes: list[bytes], voters: tuple[int, ...] = (0, 1, 2)) -> None:

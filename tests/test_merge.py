@@ -180,7 +180,7 @@ def test_geometric_median_resists_an_outlier_and_converges() -> None:
 
 @pytest.mark.parametrize("name", ALL)
 def test_sharded_merge_equals_whole_vector_merge(name: str) -> None:
-    """Merging shard by shard with ``ctx.reduce`` summing partials = the whole-vector merge."""
+    """Shard by shard, with each yielded partial summed over the shards = the whole-vector merge."""
     rng = np.random.default_rng(4)
     n, length, n_shards = 5, 103, 4
     peers = [rng.standard_normal(length) for _ in range(n)]
@@ -189,46 +189,38 @@ def test_sharded_merge_equals_whole_vector_merge(name: str) -> None:
     strategy = get_strategy(name)
     whole = strategy(peers, weights)
     bounds = np.array_split(np.arange(length), n_shards)
-    # run the shards in lockstep: each reduce call sums the partials of all shards
-    import threading
-
+    runs = [
+        strategy.steps([p[idx] for p in peers], weights, ShardContext(offset=int(idx[0])))
+        for idx in bounds
+    ]
+    # run the shards in lockstep, as the owners do: every partial is summed over all shards
     results: dict[int, np.ndarray] = {}
-    partials: dict[int, list[np.ndarray]] = {}
-    barrier = threading.Barrier(n_shards)
-    lock = threading.Lock()
-
-    def reduce_for(i: int):  # type: ignore[no-untyped-def]
-        calls = [0]
-
-        def reduce(p: np.ndarray) -> np.ndarray:
-            k = calls[0]
-            calls[0] += 1
-            with lock:
-                partials.setdefault(k, [None] * n_shards)[i] = p  # type: ignore[list-item]
-            barrier.wait()
-            total = np.zeros_like(p)
-            for q in partials[k]:
-                total = total + q
-            barrier.wait()
-            return total
-
-        return reduce
-
-    def work(i: int) -> None:
-        idx = bounds[i]
-        ctx = ShardContext(offset=int(idx[0]), reduce=reduce_for(i))
-        results[i] = strategy([p[idx] for p in peers], weights, ctx)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(n_shards)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    sent: list[np.ndarray | None] = [None] * n_shards
+    while len(results) < n_shards:
+        partials = {}
+        for i, run in enumerate(runs):
+            try:
+                partials[i] = next(run) if sent[i] is None else run.send(sent[i])
+            except StopIteration as done:
+                results[i] = done.value
+        assert not partials or len(partials) == n_shards  # every shard asks alike
+        total = np.sum([partials[i] for i in sorted(partials)], axis=0) if partials else None
+        sent = [total] * n_shards
     sharded = np.concatenate([results[i] for i in range(n_shards)])
     if strategy.exact_when_sharded:
         np.testing.assert_array_equal(sharded, whole)
     else:
         np.testing.assert_allclose(sharded, whole, rtol=1e-6, atol=1e-9)
+
+
+def test_strategy_spec_round_trips_through_get_strategy() -> None:
+    for name in ALL:
+        strategy = get_strategy(name)
+        assert get_strategy(strategy.spec) == strategy
+    assert get_strategy("trimmed_mean(k=2)").spec == "trimmed_mean(k=2)"
+    assert get_strategy("mean").spec == "mean"
+    with pytest.raises(ConfigurationError, match="not key=literal"):
+        get_strategy("krum(f=os.system)")
 
 
 # ----------------------------------------------------------------- bad input
@@ -304,8 +296,8 @@ def test_unknown_strategy_and_bad_parameters() -> None:
 
 def test_first_keeps_the_first_participants_update() -> None:
     a, b = np.arange(4.0), np.ones(4)
-    np.testing.assert_array_equal(get_strategy("first")([a, b]), a)
-    np.testing.assert_array_equal(get_strategy("first")([b, a]), b)
+    np.testing.assert_array_equal(merge.First()([a, b]), a)
+    np.testing.assert_array_equal(merge.First()([b, a]), b)
 
 
 def test_hpe_spellings_resolve() -> None:

@@ -1,7 +1,7 @@
 """Node identity with SPIFFE: SVID sources, a dev CA, and binding identity to chain and transport.
 
-``DevAgent`` (a stand-in SPIRE agent) lives in :mod:`swarmlib.identity.agent`
-and needs grpc; it is not imported here.
+A stand-in SPIRE agent for tests (``DevAgent``) lives in
+:mod:`swarmlib.testing.agent`; it is not the product and is not imported here.
 """
 
 from swarmlib.identity.binding import (

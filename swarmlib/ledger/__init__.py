@@ -11,8 +11,10 @@ from swarmlib.ledger.client import (
     check_spiffe_id,
     session_id,
 )
+from swarmlib.ledger.rules import DEFAULT_MERGE, SessionRules
 
 __all__ = [
+    "DEFAULT_MERGE",
     "EMBEDDED",
     "Artifact",
     "EmbeddedProvider",
@@ -20,6 +22,7 @@ __all__ = [
     "MemberInfo",
     "RoundInfo",
     "SessionInfo",
+    "SessionRules",
     "VoteInfo",
     "check_spiffe_id",
     "connect",

@@ -26,7 +26,7 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from swarmlib import errors
+import swarmlib.errors as errors
 from swarmlib.errors import (
     ConfigurationError,
     ContractMismatch,
@@ -38,6 +38,7 @@ from swarmlib.errors import (
 )
 from swarmlib.ledger.artifact import load_artifact
 from swarmlib.ledger.chain import with_retries
+from swarmlib.ledger.rules import DEFAULT_MERGE, SessionRules
 from swarmlib.ledger.signer import Signer
 
 __all__ = [
@@ -80,13 +81,22 @@ class MemberInfo:
 
 @dataclass(frozen=True)
 class SessionInfo:
-    """A training session: its quorum and timing rules."""
+    """A training session: its quorum and timing, and the rules its nodes agreed on.
+
+    ``min_peers`` is 0 and ``rules`` empty until the rules are fixed (by the
+    session's creator, or by the first node that joins).
+    """
 
     session: bytes
     name: str
     min_peers: int
     quorum_wait: int
     round_timeout: int
+    rules: str = ""
+
+    @property
+    def rules_fixed(self) -> bool:
+        return self.min_peers > 0
 
 
 @dataclass(frozen=True)
@@ -276,9 +286,9 @@ class LedgerClient:
         """
         known = self._sessions.get(name)
         if known is not None:
-            return known  # a session's settings never change once created
+            return known  # a session's settings never change once its rules are fixed
         sid = session_id(name)
-        exists, stored, min_peers, wait, timeout = self._call(
+        exists, stored, min_peers, wait, timeout, rules = self._call(
             self.contract.functions.getSession(sid)
         )
         if not exists:
@@ -288,8 +298,9 @@ class LedgerClient:
                 error="UnknownSession",
                 args=(sid,),
             )
-        info = SessionInfo(sid, stored, min_peers, wait, timeout)
-        self._sessions[name] = info
+        info = SessionInfo(sid, stored, min_peers, wait, timeout, rules)
+        if info.rules_fixed:
+            self._sessions[name] = info
         return info
 
     def session_names(self) -> list[str]:
@@ -393,22 +404,52 @@ class LedgerClient:
         return self._signing("fund").transfer(to_checksum_address(address), wei)
 
     def create_session(
-        self, name: str, *, min_peers: int, quorum_wait: int = 30, round_timeout: int = 600
+        self,
+        name: str,
+        *,
+        min_peers: int = 0,
+        merge: str = DEFAULT_MERGE,
+        quorum_wait: int = 30,
+        round_timeout: int = 600,
     ) -> TxReceipt:
         """Create a training session (admins only).
 
         Args:
             name: The session's name; several sessions can share one contract.
-            min_peers: Fewest participants a round may close with.
+            min_peers: Fewest participants a round may close with. Defaults to 0:
+                the session's rules (this and ``merge``) are fixed by the first
+                node that joins, from its own settings.
+            merge: The merge strategy the session's rounds use (with
+                ``min_peers``). Defaults to ``"mean"``.
             quorum_wait: Seconds after the first vote after which a round with
                 ``min_peers`` votes may close without the remaining members.
                 Defaults to 30.
             round_timeout: Seconds a node waits for a round to close before it
                 gives up with :class:`QuorumTimeout`. Defaults to 600.
         """
+        rules = SessionRules(min_peers, merge).encode() if min_peers else ""
         return self._send(
-            self.contract.functions.createSession(name, min_peers, quorum_wait, round_timeout),
+            self.contract.functions.createSession(
+                name, min_peers, quorum_wait, round_timeout, rules
+            ),
             "createSession",
+        )
+
+    def session_rules(self, name: str) -> SessionRules | None:
+        """The rules of session ``name``, or ``None`` while nobody has fixed them."""
+        info = self.session(name)
+        return SessionRules.decode(info.min_peers, info.rules) if info.rules_fixed else None
+
+    def fix_rules(self, session: str, rules: SessionRules) -> TxReceipt:
+        """Fix the rules of a session created without them (members; the first call wins).
+
+        Raises:
+            RulesAlreadyFixed: someone fixed them already; read them with
+                :meth:`session_rules`.
+        """
+        return self._send(
+            self.contract.functions.fixRules(session_id(session), rules.min_peers, rules.encode()),
+            "fixRules",
         )
 
     def ready(
@@ -613,25 +654,6 @@ def _decode_revert(
 
 def _explain(name: str, args: tuple[Any, ...], what: str) -> str:
     """A sentence for a contract error that says what to do."""
-    hints = {
-        "NotAdmin": "only an admin may do this; use an admin's key",
-        "NotAMember": "the account is not an active member: an admin adds it with "
-        "`swarmlib member add` (a removed member must be added again)",
-        "NotRegistered": "the member must register its endpoint and keys first",
-        "AlreadyMember": "the account is already an active member",
-        "AlreadyAdmin": "the account is already an admin",
-        "LastAdmin": "the last admin cannot be removed; add another admin first",
-        "InvalidSpiffeId": "expected spiffe://<trust-domain>/<path>",
-        "InvalidRegistration": "the endpoint and the CURVE key must not be empty",
-        "SessionExists": "a session of that name exists; pick another name",
-        "UnknownSession": "no such training session; an admin creates it first",
-        "InvalidSessionParameters": "min_peers and round_timeout must be positive",
-        "AlreadyVoted": "this member already voted in that round attempt",
-        "RoundClosed": "that round attempt is closed; vote in the next attempt or round",
-        "PreviousAttemptOpen": "the previous attempt of this round is still open",
-        "QuorumNotReached": "fewer than min_peers members voted",
-        "QuorumWaitNotOver": "the quorum wait has not passed yet",
-        "RoundNotOpen": "nobody voted in that round attempt yet",
-    }
     shown = ", ".join("0x" + a.hex() if isinstance(a, bytes) else str(a) for a in args)
-    return f"The contract refused {what}: {name}({shown}): {hints.get(name, 'see the contract')}."
+    hint = getattr(getattr(errors, name, None), "hint", "see the contract")
+    return f"The contract refused {what}: {name}({shown}): {hint}."

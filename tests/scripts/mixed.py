@@ -20,16 +20,16 @@ if index == count - 1:  # numpy-only node: logistic regression with the same wei
     w = [np.zeros((8, 1), np.float32), np.zeros(1, np.float32)]
     steps = EPOCHS * (SAMPLES // BATCH)
     with SwarmNode.from_env() as node:
-        w = node.sync(w, SAMPLES, strategy="first")  # the callback's initial sync
+        w = node.sync(w, SAMPLES, kind="initial").weights  # the callback's initial sync
         for step in range(1, steps + 1):
             xb, yb = x[(step * BATCH) % SAMPLES :][:BATCH], y[(step * BATCH) % SAMPLES :][:BATCH]
             p = 1 / (1 + np.exp(-(xb @ w[0] + w[1])))
             g = (p.ravel() - yb) / BATCH
             w = [w[0] - 0.1 * (xb.T @ g)[:, None], w[1] - 0.1 * g.sum(keepdims=True)]
             if step % SYNC == 0:
-                w = node.sync(w, SAMPLES)
+                w = node.sync(w, SAMPLES).weights
         if steps % SYNC:  # the callback's final sync, when batches trained since the last one
-            w = node.sync(w, SAMPLES)
+            w = node.sync(w, SAMPLES).weights
     final = w
 else:
     import keras

@@ -79,7 +79,8 @@ def _worker(
     rounds: int,
     options: dict[str, Any],
 ) -> None:
-    from swarmlib.transport.exchange import Peer, ShardedExchange
+    from swarmlib.merge import get_strategy
+    from swarmlib.transport import Peer, ShardedExchange
 
     logging.basicConfig(level=options["log_level"], format=f"[node-{index}] %(message)s")
     name = f"node-{index}"
@@ -90,6 +91,7 @@ def _worker(
         conn.send((name, ex.endpoint, ex.public_key))
         peers = [Peer(n, e, k) for n, e, k in conn.recv()]
         weight = float(options["weights"][index])
+        merge = get_strategy(options["strategy"]).sharded()
         merged = None  # reused round after round, as a training loop would
         live = list(peers)  # a peer dropped after a timeout stays dropped
         for r in range(rounds):
@@ -115,7 +117,7 @@ def _worker(
                         round_id=r,
                         attempt=attempt,
                         weight=weight,
-                        strategy=options["strategy"],
+                        merge=merge,
                         out=None if options["return_vectors"] else merged,
                     )
                     merged = res.vector

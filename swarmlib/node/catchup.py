@@ -1,0 +1,89 @@
+"""A node that comes late: find the round the swarm is in, and fetch the swarm's model.
+
+A node whose vote is refused because its round closed without it moves to the
+round the swarm is in now (:func:`round_to_join`), so that every node keeps the
+same round numbers. In that round it takes part with the swarm's latest merged
+model instead of its own stale weights: it fetches the model from a participant
+and checks it against the hash that participant recorded on chain
+(:func:`fetch_swarm_model`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from zmq.utils import z85
+
+from swarmlib.errors import FetchFailed
+from swarmlib.ledger import LedgerClient, RoundInfo
+from swarmlib.transport import CurveKeyPair
+from swarmlib.transport.fetch import fetch_model
+
+__all__ = ["fetch_swarm_model", "round_to_join"]
+
+logger = logging.getLogger(__name__)
+
+_FETCH_TIMEOUT_S = 10.0  # longest wait for one participant's model
+
+
+def round_to_join(ledger: LedgerClient, session: str, refused: int) -> int:
+    """The round a node whose vote for round ``refused`` came too late votes in instead.
+
+    The highest round anyone voted in, if it is still open and ahead; else the
+    one after it (or after ``refused``).
+    """
+    latest = ledger.latest_round(session)
+    if latest is None:
+        return refused + 1
+    current, _, closed = latest
+    return current if not closed and current > refused else max(current, refused) + 1
+
+
+def fetch_swarm_model(
+    ledger: LedgerClient,
+    session: str,
+    state: RoundInfo,
+    vector: np.ndarray,
+    curve: CurveKeyPair,
+    timeout: float,
+) -> tuple[np.ndarray, bytes] | None:
+    """Fetch the swarm's model of the round before ``state`` from one of its participants.
+
+    The participants of ``state`` each recorded on chain the hash of the merged
+    model they loaded; the first that hands over a model with that hash (and of
+    ``vector``'s size and dtype) wins. Returns the model and its hash, or
+    ``None`` (logged: the node's own weights go in as they are).
+    """
+    me = ledger.account.address if ledger.account is not None else None
+    for address in state.participants:
+        h = ledger.vote(session, state.round, state.attempt, address).previous_merged_hash
+        if address == me or h == b"\0" * 32:
+            continue
+        member = ledger.member(address)
+        endpoints = member.endpoint.split()
+        if len(endpoints) < 2:
+            continue  # a node without a model server
+        try:
+            key = z85.encode(member.curve_key)
+            limit = min(_FETCH_TIMEOUT_S, timeout)
+            model = fetch_model(endpoints[1], key, curve, h.hex(), timeout=limit)
+        except FetchFailed as e:
+            logger.warning("Could not fetch the model from %s: %s", member.spiffe_id, e)
+            continue
+        if model.size != vector.size or model.dtype != vector.dtype:
+            logger.warning("%s has a model of another shape", member.spiffe_id)
+            continue
+        logger.warning(
+            "Loaded the swarm's model of round %d from %s (SHA-256 %s…, as on chain)",
+            state.round - 1,
+            member.spiffe_id,
+            h.hex()[:16],
+        )
+        return model, h
+    logger.warning(
+        "No participant of round %d could hand over the swarm's model; this node's "
+        "weights are merged in as they are",
+        state.round,
+    )
+    return None

@@ -1,0 +1,125 @@
+"""A node's chain writes that overlap training: votes cast ahead, and leaving the session.
+
+Every write of one node goes through one background worker, in order, so that no
+two transactions race for a nonce: a vote cast ahead of a sync, a ``leave`` sent
+when ``fit`` ends, and the next round's vote come out one after the other.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from swarmlib.errors import ConfigurationError, SwarmError
+from swarmlib.ledger import LedgerClient, MemberInfo, RoundInfo
+
+__all__ = ["EarlyVote", "Votes"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EarlyVote:
+    """A vote cast ahead of its sync, and the round it closed, if it did."""
+
+    receipt: Any
+    agreed: RoundInfo | None
+    members: list[MemberInfo] | None  # the participants' records, when it closed the round
+    seconds: float  # how long casting it took
+
+
+class Votes:
+    """The votes cast ahead and the leave of one node in one session.
+
+    Args:
+        ledger: The node's contract client.
+        session: The session's name.
+        before_vote: Called in the worker before each vote cast ahead (the node
+            publishes a rotated SVID there).
+    """
+
+    def __init__(self, ledger: LedgerClient, session: str, before_vote: Callable[[], None]):
+        self.ledger = ledger
+        self.session = session
+        self.before_vote = before_vote
+        self._worker: ThreadPoolExecutor | None = None
+        self._ahead: tuple[int, int, Future[EarlyVote]] | None = None  # round, n_samples, vote
+        self._leaving: Future[None] | None = None  # a leave not waited for
+        self.finished = False  # the chain has this node's leave, and it has not voted since
+
+    def _background(self) -> ThreadPoolExecutor:
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="swarmlib-chain")
+        return self._worker
+
+    def ahead(self, round_id: int, n_samples: int, last_hash: bytes) -> None:
+        """Cast the vote for ``round_id`` in the background (nothing if one is out already)."""
+        if self._ahead is not None:
+            return
+
+        def vote() -> EarlyVote:
+            started = time.perf_counter()
+            self.finished = False  # after a leave queued before it: the vote brings it back
+            self.before_vote()
+            receipt = self.ledger.ready(self.session, round_id, 0, n_samples, last_hash)
+            agreed = self.ledger.agreed_by(receipt, self.session, round_id, 0)
+            members = None if agreed is None else self.ledger.members_of(agreed.participants)
+            return EarlyVote(receipt, agreed, members, time.perf_counter() - started)
+
+        self._ahead = (round_id, n_samples, self._background().submit(vote))
+
+    def take(self, n_samples: int) -> Future[EarlyVote] | None:
+        """The vote cast ahead for the coming sync, if any (checked against its ``n_samples``)."""
+        if self._ahead is None:
+            return None
+        round_id, voted, future = self._ahead
+        if voted != n_samples:  # kept: a sync() with the voted n_samples still takes it
+            raise ConfigurationError(
+                f"vote_ahead() voted n_samples={voted} for round {round_id}, but sync() came "
+                f"with n_samples={n_samples}: pass the same n_samples."
+            )
+        self._ahead = None
+        return future
+
+    def settle(self) -> None:
+        """Wait for every write still being sent: a vote cast ahead (abandoned), a leave."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            try:
+                ahead[2].result()
+            except SwarmError as e:  # the vote is abandoned: say why
+                logger.warning("The vote cast ahead for round %d failed: %s", ahead[0], e)
+        self.settle_leaving()
+
+    def settle_leaving(self) -> None:
+        """Wait for a leave still being sent, before this thread sends (nonce order)."""
+        leaving, self._leaving = self._leaving, None
+        if leaving is not None:
+            leaving.result()  # it logs its own failure
+
+    def leave(self, *, wait: bool) -> None:
+        """Tell the chain this node stopped training (once; logged, not raised, on failure)."""
+        self.settle()
+        if self.finished:
+            return
+
+        def send() -> None:
+            try:
+                self.ledger.leave(self.session)
+                self.finished = True
+            except SwarmError as e:
+                logger.warning("Could not tell the chain that this node finished: %s", e)
+
+        if wait:
+            send()
+        else:
+            self._leaving = self._background().submit(send)
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.shutdown()
+            self._worker = None

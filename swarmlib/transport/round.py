@@ -1,0 +1,519 @@
+"""The state of one round on one node, and the checks every incoming message passes.
+
+Nothing here touches a socket: :class:`RoundState` takes parsed messages and
+says whether they moved the round forward (``True``), were dropped (``False``,
+counted and logged) or failed the round (``state.abort`` is set). The sockets
+live in :mod:`swarmlib.transport.sockets`, the phases in
+:mod:`swarmlib.transport.exchange`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import zmq
+
+from swarmlib.errors import (
+    ConfigurationError,
+    IdentityError,
+    PeerRejected,
+    PeerTimeout,
+    RoundFailed,
+    SwarmError,
+)
+from swarmlib.transport import crypto
+from swarmlib.transport.framing import (
+    ABORT,
+    CONTRIB,
+    DONE,
+    KEY,
+    MERGED,
+    REDUCE,
+    encode_header,
+    payload_nbytes,
+)
+
+__all__ = [
+    "Peer",
+    "RoundResult",
+    "RoundState",
+    "RoundStats",
+    "ShardMerge",
+    "check_round",
+    "check_vectors",
+    "shard_bounds",
+]
+
+logger = logging.getLogger(__name__)
+
+PENDING_LIMIT = 8  # shards held per sender while its key is still on the way
+
+
+class ShardMerge(Protocol):
+    """How an owner merges its shard (e.g. :meth:`swarmlib.merge.Strategy.sharded`).
+
+    ``merge(shards, weights, names, offset)`` returns a generator that yields
+    float64 partials to be summed over all owners, receives each total and
+    returns the merged shard; it raises :class:`~swarmlib.errors.MergeError`
+    with ``peer`` set to refuse that peer's update. ``spec`` names the merge:
+    participants compare it before they exchange.
+    """
+
+    @property
+    def spec(self) -> str: ...
+
+    def __call__(
+        self, shards: list[np.ndarray], weights: list[float], names: list[str], offset: int
+    ) -> Generator[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A participant of a round.
+
+    Attributes:
+        name: Human-readable name used in logs and errors (e.g. its SPIFFE ID).
+        endpoint: Its control endpoint, ``tcp://host:port`` (CURVE server).
+        public_key: Its Z85-encoded CURVE public key (40 bytes).
+    """
+
+    name: str
+    endpoint: str
+    public_key: bytes
+
+
+@dataclass
+class RoundStats:
+    """What one round cost on this node."""
+
+    round_id: int
+    attempt: int
+    participants: tuple[str, ...]
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    dropped: int = 0
+    keys_s: float = 0.0
+    scatter_s: float = 0.0
+    merge_s: float = 0.0
+    gather_s: float = 0.0
+    total_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """The merged vector (identical on every participant), its SHA-256 and the round's stats."""
+
+    vector: np.ndarray
+    sha256: str
+    stats: RoundStats
+
+
+def shard_bounds(length: int, n: int) -> list[tuple[int, int]]:
+    """Cut ``length`` values into ``n`` contiguous shards; the first ``length % n`` get one more."""
+    base, extra = divmod(length, n)
+    bounds, start = [], 0
+    for i in range(n):
+        stop = start + base + (1 if i < extra else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def check_round(
+    peers: Sequence[Peer],
+    me: bytes,
+    round_id: int,
+    attempt: int,
+    weight: float,
+    last: tuple[int, int] | None,
+) -> int:
+    """Check a round's arguments; returns this node's index (``me`` is its public key).
+
+    Raises:
+        ConfigurationError: duplicated peers, this node missing, a round or
+            attempt that does not come after ``last``, a bad weight.
+    """
+    keys = [p.public_key for p in peers]
+    if len(set(keys)) != len(keys) or len({p.endpoint for p in peers}) != len(peers):
+        raise ConfigurationError("Participants must have distinct public keys and endpoints.")
+    if me not in keys:
+        raise ConfigurationError(
+            f"This node (public key {me.decode()}) is not in the participant "
+            "list; pass the list agreed for this round, this node included."
+        )
+    if round_id < 0 or attempt < 0:
+        raise ConfigurationError("`round_id` and `attempt` must be >= 0.")
+    if last is not None and (round_id, attempt) <= last:
+        raise ConfigurationError(
+            f"Round {round_id} attempt {attempt} comes after round {last[0]} attempt "
+            f"{last[1]} on this node: rounds and attempts only go forward (retry a "
+            "failed round as `attempt + 1`), so that no message of an earlier try is "
+            "taken for one of this try."
+        )
+    if not (np.isfinite(weight) and weight > 0):
+        raise ConfigurationError(
+            f"Invalid value for argument `weight`. Received: weight={weight!r}. "
+            "Expected a positive finite number (e.g. the number of training samples)."
+        )
+    return keys.index(me)
+
+
+def check_vectors(vector: np.ndarray, out: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """This node's vector as a little-endian contiguous array, and where the merge goes.
+
+    Raises:
+        ConfigurationError: not a 1-D float vector, or an unfit ``out``.
+    """
+    arr = np.asarray(vector)
+    if arr.ndim != 1 or arr.dtype.kind != "f":
+        raise ConfigurationError(
+            f"Expected a 1-D floating-point vector; got shape {arr.shape} dtype {arr.dtype}. "
+            "Use swarmlib.params.flatten() on a list of arrays."
+        )
+    own = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))  # no copy if it is
+    if out is None:
+        return own, np.empty_like(own)
+    if out.shape != own.shape or out.dtype != own.dtype or not out.flags.c_contiguous:
+        raise ConfigurationError(
+            f"`out` must be a contiguous {own.dtype} array of shape {own.shape}; got "
+            f"{out.dtype} {out.shape}."
+        )
+    if np.shares_memory(out, own):
+        raise ConfigurationError("`out` must not share memory with `vector`.")
+    return own, out
+
+
+@dataclass
+class RoundState:
+    """State of the round in progress on this node.
+
+    ``agreement`` is what every participant must share beyond the model's size
+    and dtype (the merge rule, say); ``verify_peer`` checks a participant's
+    credentials; ``buffer`` hands out a receive buffer for a contribution.
+    """
+
+    round_id: int
+    attempt: int
+    peers: list[Peer]
+    me: int
+    dtype: np.dtype[Any]
+    bounds: list[tuple[int, int]]
+    agreement: str
+    encrypted: bool
+    out: np.ndarray
+    stats: RoundStats
+    name: str = ""
+    verify_peer: Callable[[Peer, bytes], None] | None = None
+    buffer: Callable[[int, np.dtype[Any]], np.ndarray] = np.empty
+    index_by_key: dict[str, int] = field(default_factory=dict)
+    send_keys: dict[int, bytes] = field(default_factory=dict)
+    recv_keys: dict[int, bytes | None] = field(default_factory=dict)
+    data_endpoints: dict[int, str] = field(default_factory=dict)
+    contribs: dict[int, tuple[np.ndarray, float]] = field(default_factory=dict)
+    merged_from: set[int] = field(default_factory=set)
+    merged_own: bool = False
+    done_from: set[int] = field(default_factory=set)
+    reduces: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
+    pending: dict[int, list[tuple[dict[str, Any], bytes, zmq.Frame]]] = field(default_factory=dict)
+    sent_ctl: dict[int, list[list[bytes]]] = field(default_factory=dict)
+    hasher: Any = field(default_factory=hashlib.sha256)
+    hashed: int = 0  # shards 0..hashed-1 of ``out`` are final and fed to ``hasher``
+    next_reduce: int = 0
+    abort: RoundFailed | None = None
+
+    @property
+    def others(self) -> list[int]:
+        return [j for j in range(len(self.peers)) if j != self.me]
+
+    def names(self, idx: Sequence[int]) -> list[str]:
+        return [self.peers[j].name for j in idx]
+
+    def hash_ready_shards(self) -> None:
+        """Feed the hash with every final shard, in order, as soon as it is there.
+
+        Hashing while other shards are still on the wire hides most of its cost.
+        """
+        while self.hashed < len(self.peers) and (
+            self.hashed in self.merged_from or (self.hashed == self.me and self.merged_own)
+        ):
+            a, b = self.bounds[self.hashed]
+            self.hasher.update(self.out[a:b].data.cast("B"))
+            self.hashed += 1
+
+    def header(self, kind: str, to: int, **fields: Any) -> bytes:
+        """A header of this round and attempt, from this node to participant ``to``."""
+        return encode_header(kind, r=self.round_id, a=self.attempt, s=self.me, t=to, **fields)
+
+    def key_frames(self, j: int, data_endpoint: str, creds: bytes | None) -> list[bytes]:
+        """The ``key`` message to participant ``j``: model facts, a fresh AES key, credentials."""
+        header = self.header(
+            KEY,
+            j,
+            n=self.out.size,
+            dt=self.dtype.str,
+            st=self.agreement,
+            data=data_endpoint,
+            enc=self.encrypted,
+            cred=creds is not None,
+        )
+        frames = [header]
+        if self.encrypted:
+            self.send_keys[j] = crypto.new_key()
+            frames.append(self.send_keys[j])
+        if creds is not None:
+            frames.append(creds)
+        return frames
+
+    def shard_frames(
+        self,
+        j: int,
+        kind: str,
+        source: np.ndarray,
+        weight: float,
+        spare: Callable[[int], bytearray | None],
+    ) -> list[Any]:
+        """A ``contrib`` (shard ``j`` of ``source``) or ``merged`` (this node's) for ``j``.
+
+        Sealed with the key sent to ``j``, into a ``spare`` buffer when one fits.
+        """
+        shard = self.me if kind == MERGED else j
+        a, b = self.bounds[shard]
+        payload = source[a:b].data.cast("B")
+        nonce = crypto.new_nonce() if self.encrypted else b""
+        fields: dict[str, Any] = {"w": float(weight)} if kind == CONTRIB else {}
+        header = self.header(
+            kind, j, i=shard, dt=self.dtype.str, n=b - a, nonce=nonce.hex(), **fields
+        )
+        if not self.encrypted:
+            return [header, payload]
+        out = spare(len(payload) + crypto.TAG_BYTES)
+        return [header, crypto.seal(self.send_keys[j], nonce, header, payload, out=out)]
+
+    def abort_header(self, err: BaseException) -> bytes:
+        """The ``abort`` every participant is told when this node gives up the attempt."""
+        culprits = [
+            j
+            for j, p in enumerate(self.peers)
+            if isinstance(err, RoundFailed) and p.name in err.culprits
+        ]
+        return self.header(
+            ABORT, 0, c=culprits, why=str(err)[:400], timeout=isinstance(err, PeerTimeout)
+        )
+
+    def is_current(self, header: dict[str, Any]) -> bool:
+        return bool(header["r"] == self.round_id and header["a"] == self.attempt)
+
+    def is_future(self, header: dict[str, Any]) -> bool:
+        return bool((header["r"], header["a"]) > (self.round_id, self.attempt))
+
+    # ----------------------------------------------------------------- errors
+
+    def drop(self, reason: str, level: int = logging.WARNING) -> bool:
+        """Count and log a message that is not taken; returns False (no progress)."""
+        self.stats.dropped += 1
+        logger.log(level, "%s dropped a message: %s", self.name, reason)
+        return False
+
+    def reject(self, j: int, reason: str) -> PeerRejected:
+        return PeerRejected(
+            f"Round {self.round_id} attempt {self.attempt}: refused {self.peers[j].name}: {reason}",
+            culprits=[self.peers[j].name],
+            round_id=self.round_id,
+            attempt=self.attempt,
+        )
+
+    def missing(self, phase: str) -> list[int]:
+        """The participants whose ``phase`` message this node still waits for."""
+        got: Any = {
+            KEY: self.recv_keys,
+            CONTRIB: self.contribs,
+            MERGED: self.merged_from,
+            DONE: self.done_from,
+        }.get(phase)
+        if got is None:  # the reduce in progress
+            got = self.reduces.get(self.next_reduce - 1, {})
+        return [j for j in self.others if j not in got]
+
+    def shards_to_merge(
+        self, own: np.ndarray, weight: float
+    ) -> tuple[list[int], list[np.ndarray], list[float]]:
+        """Participants in name order, with their slices of this node's shard and weights.
+
+        The order is the participants' names, not their votes': float sums depend
+        on order, and a swarm should give the same model however its votes raced.
+        """
+        a, b = self.bounds[self.me]
+        order = sorted(range(len(self.peers)), key=lambda j: self.peers[j].name)
+        shards, weights = [], []
+        for j in order:
+            shard, w = (own[a:b], weight) if j == self.me else self.contribs[j]
+            shards.append(shard)
+            weights.append(w)
+        return order, shards, weights
+
+    def timeout_error(self, phase: str, timeout: float) -> PeerTimeout:
+        names = self.names(self.missing(phase))
+        return PeerTimeout(
+            f"Round {self.round_id} attempt {self.attempt}: no {phase} message from "
+            f"{', '.join(names)} within {timeout:g}s. Retry the round without "
+            f"{'it' if len(names) == 1 else 'them'}.",
+            culprits=names,
+            round_id=self.round_id,
+            attempt=self.attempt,
+        )
+
+    # ------------------------------------------------------- control messages
+
+    def on_control(self, header: dict[str, Any], user: str, frames: Sequence[zmq.Frame]) -> bool:
+        """A current-round control message from the CURVE key ``user``."""
+        j = self.index_by_key.get(user)
+        if j is None or j == self.me:
+            return self.drop(f"control message from {user}, who is not a participant")
+        if header["s"] != j:
+            return self.drop(f"{self.peers[j].name} claims to be participant {header['s']}")
+        kind = header["k"]
+        if kind == DONE:
+            if j in self.done_from:
+                return self.drop(f"done message from {self.peers[j].name} replayed")
+            self.done_from.add(j)
+            return True
+        if kind == ABORT:
+            culprits = [c for c in header["c"] if isinstance(c, int) and 0 <= c < len(self.peers)]
+            cls = PeerTimeout if header["timeout"] else PeerRejected
+            self.abort = cls(
+                f"Round {self.round_id} attempt {self.attempt} was abandoned by "
+                f"{self.peers[j].name}: {header['why']}",
+                culprits=self.names(culprits),
+                round_id=self.round_id,
+                attempt=self.attempt,
+            )
+            return True
+        if kind == REDUCE:
+            got = self.reduces.setdefault(header["q"], {})
+            if j in got or len(frames) != 2 or len(frames[1]) != 8 * header["n"]:
+                return self.drop(f"reduce message from {self.peers[j].name} replayed or cut")
+            got[j] = np.frombuffer(frames[1].bytes, dtype="<f8")
+            return True
+        return self._on_key(j, header, frames)
+
+    def _on_key(self, j: int, header: dict[str, Any], frames: Sequence[zmq.Frame]) -> bool:
+        if j in self.recv_keys:
+            return self.drop(f"key message from {self.peers[j].name} replayed")
+        theirs = (header["n"], header["dt"], header["st"], header["enc"])
+        ours = (self.out.size, self.dtype.str, self.agreement, self.encrypted)
+        if theirs != ours:
+            self.abort = self.reject(
+                j,
+                f"it has {header['n']} {np.dtype(header['dt']).name} parameters, merge "
+                f"{header['st']}, encryption {header['enc']}; this node has {self.out.size} "
+                f"{self.dtype.name}, merge {self.agreement}, encryption {self.encrypted}. All "
+                "participants must train the same model with the same settings.",
+            )
+            return True
+        if len(frames) != 1 + int(self.encrypted) + int(header["cred"]) or (
+            self.encrypted and len(frames[1]) != crypto.KEY_BYTES
+        ):
+            return self.drop(f"key message from {self.peers[j].name} is malformed")
+        if self.verify_peer is not None:
+            refusal = self._check_identity(j, frames[-1].bytes if header["cred"] else None)
+            if refusal is not None:
+                self.abort = refusal
+                return True
+        self.recv_keys[j] = frames[1].bytes if self.encrypted else None
+        self.data_endpoints[j] = header["data"]
+        for pending in self.pending.pop(j, []):
+            self._accept_shard(*pending)
+        return True
+
+    def _check_identity(self, j: int, creds: bytes | None) -> PeerRejected | None:
+        """Run ``verify_peer``; a refusal fails the round naming the participant."""
+        assert self.verify_peer is not None
+        peer = self.peers[j]
+        try:
+            if creds is None:
+                raise IdentityError(f"{peer.name} sent no identity credentials")
+            self.verify_peer(peer, creds)
+        except SwarmError as e:
+            claimed = getattr(e, "claimed", None) or "no identity"
+            logger.warning(
+                "%s refused %s (claims %s, CURVE key %s): %s",
+                self.name,
+                peer.name,
+                claimed,
+                peer.public_key.decode(),
+                e,
+            )
+            refusal = self.reject(j, f"its identity was not accepted: {e}")
+            refusal.__cause__ = e
+            return refusal
+        return None
+
+    # ---------------------------------------------------------- data messages
+
+    def on_data(self, header: dict[str, Any], raw: bytes, payload: zmq.Frame) -> bool:
+        """A sealed shard (``contrib`` or ``merged``) with its parsed header."""
+        kind, j = header["k"], header["s"]
+        if kind not in (CONTRIB, MERGED):
+            return self.drop(f"{kind} message on the data channel")
+        if not self.is_current(header):
+            return self.drop(
+                f"{kind} shard for round {header['r']} attempt {header['a']}, this node is in "
+                f"round {self.round_id} attempt {self.attempt}",
+            )
+        if not (0 <= j < len(self.peers)) or j == self.me or header["t"] != self.me:
+            return self.drop(f"{kind} shard from unknown sender {j} or for another node")
+        shard = self.me if kind == CONTRIB else j
+        a, b = self.bounds[shard]
+        if header["i"] != shard or header["dt"] != self.dtype.str or header["n"] != b - a:
+            return self.drop(
+                f"{kind} shard from {self.peers[j].name} has index {header['i']}, dtype "
+                f"{header['dt']}, length {header['n']}; expected {shard}, {self.dtype.str}, "
+                f"{b - a}",
+            )
+        expected = payload_nbytes(header) + (crypto.TAG_BYTES if self.encrypted else 0)
+        if len(payload) != expected:
+            return self.drop(
+                f"{kind} shard from {self.peers[j].name} has {len(payload)} bytes, "
+                f"expected {expected} (truncated or padded)",
+            )
+        if (kind == CONTRIB and j in self.contribs) or (kind == MERGED and j in self.merged_from):
+            return self.drop(f"{kind} shard from {self.peers[j].name} replayed")
+        if self.encrypted and j not in self.recv_keys:
+            queue = self.pending.setdefault(j, [])
+            if len(queue) >= PENDING_LIMIT:
+                return self.drop(f"too many shards from {self.peers[j].name} before its key")
+            queue.append((header, raw, payload))
+            return False
+        return self._accept_shard(header, raw, payload)
+
+    def _accept_shard(self, header: dict[str, Any], raw: bytes, payload: zmq.Frame) -> bool:
+        kind, j = header["k"], header["s"]
+        a, b = self.bounds[self.me if kind == CONTRIB else j]
+        target = self.buffer(b - a, self.dtype) if kind == CONTRIB else self.out[a:b]
+        if self.encrypted:
+            key = self.recv_keys[j]
+            assert key is not None
+            nonce = bytes.fromhex(header["nonce"])
+            if not crypto.open_into(key, nonce, raw, payload.buffer, target.data.cast("B")):
+                if kind == MERGED:  # the failed decryption may have scribbled on our slot
+                    self.out[a:b] = 0
+                return self.drop(
+                    f"{kind} shard claiming to be from {self.peers[j].name} failed "
+                    "authentication (tampered, or sealed by someone else)",
+                )
+        elif kind == CONTRIB:
+            target = np.frombuffer(payload.buffer, dtype=self.dtype)
+        else:
+            target[:] = np.frombuffer(payload.buffer, dtype=self.dtype)
+        self.stats.bytes_received += len(raw) + len(payload)
+        if kind == CONTRIB:
+            self.contribs[j] = (target, float(header["w"]))
+        else:
+            self.merged_from.add(j)
+            self.hash_ready_shards()
+        return True
