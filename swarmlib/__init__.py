@@ -5,6 +5,7 @@ callback does, when it is used.
 """
 
 from swarmlib import errors as _errors
+from swarmlib._version import __version__
 from swarmlib.errors import *  # noqa: F403  (every error, listed once: errors.__all__)
 from swarmlib.merge import (
     CoordinateMedian,
@@ -18,8 +19,6 @@ from swarmlib.merge import (
 )
 from swarmlib.params import Layout, flatten, unflatten
 from swarmlib.transport import CurveKeyPair, Peer, RoundResult, ShardedExchange
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -78,12 +78,54 @@ def vote_lead(batch_s: float | None, vote_s: float, timeout_s: float) -> int:
     return min(lead, int(VOTE_AHEAD_MAX_SHARE * timeout_s / batch_s))
 
 
+_DEFAULTS = {
+    "min_peers": None,
+    "merge": None,
+    "node_weight": "samples",
+    "adaptive_sync": False,
+    "val_data": None,
+    "val_batch_size": None,
+    "checkin_on_train_end": "snapshot",
+    "total_epochs": None,
+    "training_contract": None,
+}
+
+
+def _with_hpe_spellings(given: dict[str, Any], hpe: dict[str, Any]) -> dict[str, Any]:
+    """The arguments with HPE's spellings folded in and defaults filled (``_UNSET`` if none).
+
+    Raises:
+        ConfigurationError: an unknown argument, or one given in both spellings.
+    """
+    unknown = sorted(k for k in hpe if k not in HPE_ARGUMENTS)
+    if unknown:
+        raise ConfigurationError(
+            f"Unknown argument(s) {', '.join(unknown)} to SwarmCallback. Known: "
+            f"{', '.join(given)} (or HPE's {', '.join(HPE_ARGUMENTS)})."
+        )
+    given = dict(given)
+    for camel, value in hpe.items():
+        snake = HPE_ARGUMENTS[camel]
+        if given[snake] is not _UNSET:
+            raise ConfigurationError(
+                f"SwarmCallback got both `{snake}` and HPE's `{camel}`; use one spelling."
+            )
+        given[snake] = value
+    return {k: (_DEFAULTS.get(k, _UNSET) if val is _UNSET else val) for k, val in given.items()}
+
+
 def _positive_int(name: str, value: object, alternatives: str = "") -> int:
     if value is _UNSET:
         raise ConfigurationError(f"SwarmCallback needs `{name}` (a positive int).")
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise _invalid(name, value, f"{alternatives}a positive int")
     return value
+
+
+def _check_choice(name: str, value: object, choices: Sequence[object]) -> None:
+    if value not in choices:
+        shown = ", ".join(repr(c) for c in choices if c is not None)
+        raise _invalid(name, value, f"one of {shown}")
 
 
 def _invalid(name: str, value: object, expected: str) -> ConfigurationError:
@@ -210,42 +252,14 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             "total_epochs": total_epochs,
             "training_contract": training_contract,
         }
-        unknown = sorted(k for k in hpe if k not in HPE_ARGUMENTS)
-        if unknown:
-            raise ConfigurationError(
-                f"Unknown argument(s) {', '.join(unknown)} to SwarmCallback. Known: "
-                f"{', '.join(given)} (or HPE's {', '.join(HPE_ARGUMENTS)})."
-            )
-        for camel, value in hpe.items():
-            snake = HPE_ARGUMENTS[camel]
-            if given[snake] is not _UNSET:
-                raise ConfigurationError(
-                    f"SwarmCallback got both `{snake}` and HPE's `{camel}`; use one spelling."
-                )
-            given[snake] = value
-        defaults = {
-            "min_peers": None,
-            "merge": None,
-            "node_weight": "samples",
-            "adaptive_sync": False,
-            "val_data": None,
-            "val_batch_size": None,
-            "checkin_on_train_end": "snapshot",
-            "total_epochs": None,
-            "training_contract": None,
-        }
-        v: dict[str, Any] = {
-            k: (defaults.get(k, _UNSET) if val is _UNSET else val) for k, val in given.items()
-        }
+        v = _with_hpe_spellings(given, hpe)
         self.sync_frequency: int = _positive_int("sync_frequency", v["sync_frequency"])
         self.min_peers: int | None = (
             None if v["min_peers"] is None else _positive_int("min_peers", v["min_peers"])
         )
         self.merge: str | None = None if v["merge"] is None else str(v["merge"]).lower()
-        if self.merge is not None and self.merge not in STRATEGIES:
-            raise _invalid("merge", v["merge"], f"one of {', '.join(sorted(STRATEGIES))}")
-        if on_failure not in ON_FAILURE:
-            raise _invalid("on_failure", on_failure, "'stop', 'continue' or 'raise'")
+        _check_choice("merge", self.merge, [None, *sorted(STRATEGIES)])
+        _check_choice("on_failure", on_failure, ON_FAILURE)
         self.on_failure = on_failure
         self.node_weight: str | int = v["node_weight"]
         if self.node_weight != "samples":
@@ -256,10 +270,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             raise _invalid("val_data", None, "(x, y) validation data when adaptive_sync=True")
         self.val_batch_size = v["val_batch_size"] or 32
         self.checkin = v["checkin_on_train_end"]
-        if self.checkin not in _CHECKIN:
-            raise _invalid(
-                "checkin_on_train_end", self.checkin, "'inactive', 'snapshot' or 'active'"
-            )
+        _check_choice("checkin_on_train_end", self.checkin, _CHECKIN)
         self.total_epochs = v["total_epochs"]
         self.training_contract = v["training_contract"]
         self.node = node

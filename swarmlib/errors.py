@@ -29,7 +29,7 @@ inherit the builtin they resemble, so ``except TimeoutError`` still works for a
         ├── InsufficientFunds                the node's account cannot pay for gas
         ├── TransactionFailed                mined with status 0, or not mined in time
         ├── QuorumTimeout (TimeoutError)     a round did not reach min_peers in time
-        │   └── SwarmEnded                   too few members are left in the session
+        ├── SwarmEnded                       too few members are left (raised at once)
         └── ContractRevert                   the contract refused the call (``err.error``)
             ├── NotAdmin                     only an admin may do that
             ├── NotAMember                   not a member, or removed
@@ -248,7 +248,7 @@ class QuorumTimeout(LedgerError, TimeoutError):
     """A round did not reach ``min_peers`` votes within the round timeout."""
 
 
-class SwarmEnded(QuorumTimeout):
+class SwarmEnded(LedgerError):
     """Fewer than ``min_peers`` members are left in the session: the others left it.
 
     Raised while waiting for a round, at once instead of after the round

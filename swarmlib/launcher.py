@@ -250,16 +250,7 @@ def run_nodes(
 
     def collect(swarm: LocalSwarm) -> None:
         assert swarm.workdir is not None
-        for i in range(nodes):
-            out = swarm.workdir / f"node-{i}" / _RESULT
-            if not out.exists():
-                failures.append(f"node-{i} returned nothing")
-                continue
-            status, value = pickle.loads(out.read_bytes())  # written by our own child
-            if status == "ok":
-                results.append(value)
-            else:
-                failures.append(f"node-{i}: {value}")
+        _collect(swarm.workdir, nodes, results, failures)
 
     try:
         code = _launch(nodes, [sys.executable, "-m", "swarmlib._entry", str(payload)],
@@ -274,6 +265,20 @@ def run_nodes(
             f"The local swarm failed (exit code {code}): " + "; ".join(failures or ["stopped"])
         )
     return results
+
+
+def _collect(workdir: Path, nodes: int, results: list[Any], failures: list[str]) -> None:
+    """What each ``run_nodes`` child left in its folder: its result, or why it failed."""
+    for i in range(nodes):
+        out = workdir / f"node-{i}" / _RESULT
+        if not out.exists():
+            failures.append(f"node-{i} returned nothing")
+            continue
+        status, value = pickle.loads(out.read_bytes())  # written by our own child
+        if status == "ok":
+            results.append(value)
+        else:
+            failures.append(f"node-{i}: {value}")
 
 
 def _launch(
@@ -295,65 +300,78 @@ def _launch(
     with LocalSwarm(nodes, folder, min_peers=min_peers, merge=merge, quorum_wait=quorum_wait,
                     rpc=rpc, admin_key=admin_key) as swarm:  # fmt: skip
         procs: list[subprocess.Popen[bytes]] = []
-        pumps = []
+        pumps: list[threading.Thread] = []
         print(f"swarmlib run: {nodes} nodes, chain {swarm.url}, contract "
               f"{swarm.admin.address}, workdir {swarm.workdir}", flush=True)  # fmt: skip
         try:
             for i, env in enumerate(swarm.envs):
-                proc = subprocess.Popen(
-                    command,
-                    env={**os.environ, **(extra_env or {}), **env},
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    # the chain in this process serves every node: nodes busy training must
-                    # not starve it (on 2 cores, 32 nodes did: its answers took over 10 s)
-                    preexec_fn=_lower_priority,
-                )
+                proc, pump = _start_node(command, {**os.environ, **(extra_env or {}), **env}, i)
                 procs.append(proc)
-                assert proc.stdout is not None
-                pump = threading.Thread(
-                    target=_pump, args=(proc.stdout, f"[node-{i}] ", sys.stdout), daemon=True
-                )
-                pump.start()
                 pumps.append(pump)
-            deadline = None if timeout is None else time.monotonic() + timeout
-            code = 0
-            while any(p.poll() is None for p in procs):
-                failed = [p for p in procs if p.poll() not in (None, 0)]
-                if failed and not keep_going:
-                    code = failed[0].returncode or 1
-                    print(
-                        f"swarmlib run: a node exited with {code}; stopping the others", flush=True
-                    )
-                    break
-                if deadline is not None and time.monotonic() > deadline:
-                    print(f"swarmlib run: stopped after {timeout:g}s", flush=True)
-                    code = 1
-                    break
-                time.sleep(0.2)
-            else:
-                code = next((p.returncode for p in procs if p.returncode), 0)
-                if code:
-                    print(f"swarmlib run: a node exited with {code}", flush=True)
-            return code
+            return _watch(procs, timeout, keep_going)
         except KeyboardInterrupt:
             print("swarmlib run: interrupted; stopping every node", flush=True)
             return 130
         finally:
-            for p in procs:
-                if p.poll() is None:
-                    os.killpg(p.pid, signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait(10)
-            for pump in pumps:
-                pump.join(5)
-            for p in procs:
-                if p.stdout is not None:
-                    p.stdout.close()
+            _stop(procs, pumps)
             if on_finish is not None:
                 on_finish(swarm)
+
+
+def _start_node(
+    command: list[str], env: dict[str, str], index: int
+) -> tuple[subprocess.Popen[bytes], threading.Thread]:
+    """Start one node process, its output copied to ours prefixed ``[node-i]``."""
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        # the chain in this process serves every node: nodes busy training must
+        # not starve it (on 2 cores, 32 nodes did: its answers took over 10 s)
+        preexec_fn=_lower_priority,
+    )
+    assert proc.stdout is not None
+    pump = threading.Thread(
+        target=_pump, args=(proc.stdout, f"[node-{index}] ", sys.stdout), daemon=True
+    )
+    pump.start()
+    return proc, pump
+
+
+def _watch(procs: list[subprocess.Popen[bytes]], timeout: float | None, keep_going: bool) -> int:
+    """Wait for the nodes; the run's exit code (the first failure's, unless ``keep_going``)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while any(p.poll() is None for p in procs):
+        failed = [p for p in procs if p.poll() not in (None, 0)]
+        if failed and not keep_going:
+            code = failed[0].returncode or 1
+            print(f"swarmlib run: a node exited with {code}; stopping the others", flush=True)
+            return code
+        if deadline is not None and time.monotonic() > deadline:
+            print(f"swarmlib run: stopped after {timeout:g}s", flush=True)
+            return 1
+        time.sleep(0.2)
+    code = next((p.returncode for p in procs if p.returncode), 0)
+    if code:
+        print(f"swarmlib run: a node exited with {code}", flush=True)
+    return code
+
+
+def _stop(procs: list[subprocess.Popen[bytes]], pumps: list[threading.Thread]) -> None:
+    """End every node process by its process group (SIGTERM, then SIGKILL after 10 s)."""
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
+    for pump in pumps:
+        pump.join(5)
+    for p in procs:
+        if p.stdout is not None:
+            p.stdout.close()

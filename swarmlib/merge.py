@@ -149,45 +149,49 @@ def validate(
     w = np.ones(len(arrays)) if weights is None else np.asarray(weights, dtype=np.float64)
     if w.shape != (len(arrays),):
         raise ConfigurationError(f"Got {w.size} weights for {len(arrays)} updates.")
-    ref = arrays[0]
     for i, a in enumerate(arrays):
-        if a.dtype.kind != "f":
-            raise DtypeMismatch(
-                f"Update from {ctx.peer(i)} has dtype {a.dtype} in {ctx.where(size=a.size)}; "
-                "only floating-point parameters can be merged.",
-                peer=ctx.peer(i),
-                layer=ctx.where(size=a.size),
-            )
-        if a.dtype != ref.dtype:
-            raise DtypeMismatch(
-                f"Update from {ctx.peer(i)} has dtype {a.dtype} in {ctx.where(size=a.size)}, "
-                f"but {ctx.peer(0)} sent {ref.dtype}. All peers must train the same model.",
-                peer=ctx.peer(i),
-                layer=ctx.where(size=a.size),
-            )
-        if a.shape != ref.shape:
-            raise ShapeMismatch(
-                f"Update from {ctx.peer(i)} has shape {a.shape} in {ctx.where(size=ref.size)}, "
-                f"but {ctx.peer(0)} sent {ref.shape}. All peers must train the same model.",
-                peer=ctx.peer(i),
-                layer=ctx.where(size=ref.size),
-            )
-        if not (np.isfinite(w[i]) and w[i] > 0):
-            raise InvalidWeight(
-                f"Merge weight of {ctx.peer(i)} is {w[i]}; weights must be positive and finite.",
-                peer=ctx.peer(i),
-            )
-        if np.isfinite(a).all():
-            continue
-        bad = int(np.flatnonzero(~np.isfinite(a.reshape(-1)))[0])
-        raise NonFiniteUpdate(
-            f"Update from {ctx.peer(i)} holds {a.reshape(-1)[bad]} at {ctx.where(bad)}; "
-            "it was refused and not merged. Check that peer's training (learning "
-            "rate, loss scaling) and retry the round without it.",
-            peer=ctx.peer(i),
-            layer=ctx.where(bad),
-        )
+        _check_update(i, a, arrays[0], w[i], ctx)
     return arrays, w, ctx
+
+
+def _check_update(i: int, a: np.ndarray, ref: np.ndarray, weight: float, ctx: ShardContext) -> None:
+    """Peer ``i``'s update against the first peer's (``ref``); raises a MergeError naming it."""
+    if a.dtype.kind != "f":
+        raise DtypeMismatch(
+            f"Update from {ctx.peer(i)} has dtype {a.dtype} in {ctx.where(size=a.size)}; "
+            "only floating-point parameters can be merged.",
+            peer=ctx.peer(i),
+            layer=ctx.where(size=a.size),
+        )
+    if a.dtype != ref.dtype:
+        raise DtypeMismatch(
+            f"Update from {ctx.peer(i)} has dtype {a.dtype} in {ctx.where(size=a.size)}, "
+            f"but {ctx.peer(0)} sent {ref.dtype}. All peers must train the same model.",
+            peer=ctx.peer(i),
+            layer=ctx.where(size=a.size),
+        )
+    if a.shape != ref.shape:
+        raise ShapeMismatch(
+            f"Update from {ctx.peer(i)} has shape {a.shape} in {ctx.where(size=ref.size)}, "
+            f"but {ctx.peer(0)} sent {ref.shape}. All peers must train the same model.",
+            peer=ctx.peer(i),
+            layer=ctx.where(size=ref.size),
+        )
+    if not (np.isfinite(weight) and weight > 0):
+        raise InvalidWeight(
+            f"Merge weight of {ctx.peer(i)} is {weight}; weights must be positive and finite.",
+            peer=ctx.peer(i),
+        )
+    if np.isfinite(a).all():
+        return
+    bad = int(np.flatnonzero(~np.isfinite(a.reshape(-1)))[0])
+    raise NonFiniteUpdate(
+        f"Update from {ctx.peer(i)} holds {a.reshape(-1)[bad]} at {ctx.where(bad)}; "
+        "it was refused and not merged. Check that peer's training (learning "
+        "rate, loss scaling) and retry the round without it.",
+        peer=ctx.peer(i),
+        layer=ctx.where(bad),
+    )
 
 
 # --------------------------------------------------------------------- arithmetic

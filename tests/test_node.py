@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from swarmlib import errors
-from swarmlib.identity import DevCA
+from swarmlib.identity import DevCA, FileSource, svid_hash
 from swarmlib.ledger import LedgerClient, connect, dev_accounts
 from swarmlib.ledger.audit import audit
 from swarmlib.ledger.server import ChainServer
-from swarmlib.merge import Mean
+from swarmlib.ledger.rules import SessionRules
+from swarmlib.merge import Mean, get_strategy
 from swarmlib.node import NodeConfig, SwarmNode
 from tests.node_worker import node_weights, run_node
 
@@ -38,17 +39,24 @@ def _swarm(
     tmp: Path,
     n: int,
     *,
-    min_peers: int,
+    min_peers: int | None,
+    merge: str = "mean",
     round_timeout: int = 60,
     quorum_wait: int = 3,
 ) -> tuple[LedgerClient, list[dict[str, str]]]:
+    """A contract with ``n`` members and session ``s`` (without rules if ``min_peers`` is None)."""
     w3 = connect(chain.url)
     accounts = dev_accounts()
     admin = LedgerClient.deploy(w3, accounts[0], rpc=chain.url)
     admin.create_session(
-        "s", min_peers=min_peers, quorum_wait=quorum_wait, round_timeout=round_timeout
+        "s",
+        min_peers=min_peers or 0,
+        merge=merge,
+        quorum_wait=quorum_wait,
+        round_timeout=round_timeout,
     )
     ca = DevCA.create(TD)
+    ca.save(tmp / "ca")
     envs = []
     for i in range(n):
         folder = tmp / f"node-{i}"
@@ -168,21 +176,25 @@ def test_a_finish_sent_in_the_background_is_in_order_with_the_next_votes(
         node.finish(wait=False)  # as the callback's on_train_end: fit() does not wait for it
         node.sync(node_weights(0, 1), 10)  # the next fit: its vote comes after the finish
         assert admin.presence("s").members == (me,)
-        sent = node.ledger.w3.eth.get_transaction_count(me)
+        w3 = node.ledger.w3
+        sent = w3.eth.get_transaction_count(me)
         node.finish(wait=False)  # the sync brought the node back: this leave is sent
         node.vote_ahead(10)  # queued after that leave: brings the node back again
         node.finish(wait=False)  # waits for the vote first, then leaves in the background
         node.leave()  # waits for that, and sends no second leave: the node did not vote since
         # a leave, the vote, a leave
-        assert node.ledger.w3.eth.get_transaction_count(me) == sent + 3
+        assert w3.eth.get_transaction_count(me) == sent + 3
         assert admin.presence("s").members == ()
     assert [row.round for row in audit(admin, "s")] == [0, 1, 2]
 
 
+@pytest.mark.parametrize("merge", ["mean", "coordinate_median"])
 def test_a_late_node_joins_the_current_round_and_keeps_in_step(
-    chain: ChainServer, tmp_path: Path
+    chain: ChainServer, tmp_path: Path, merge: str
 ) -> None:
-    _, envs = _swarm(chain, tmp_path, 3, min_peers=2, quorum_wait=3, round_timeout=600)
+    # the nodes name no merge: every one of them, the late one too, merges with the session's
+    _, envs = _swarm(chain, tmp_path, 3, min_peers=2, merge=merge, quorum_wait=3,
+                     round_timeout=600)  # fmt: skip
     for env in envs:
         env["TEST_PACE"] = "0.8"
     envs[2]["TEST_START_AFTER_ROUND"] = "3"  # rounds 0 to 3 close without node 2
@@ -203,8 +215,52 @@ def test_a_late_node_joins_the_current_round_and_keeps_in_step(
     first = min(late)
     models = {r: np.concatenate([np.ravel(a) for a in m]) for r, _, m in out[0][1]}  # type: ignore[union-attr]
     contributions = [np.concatenate([w.ravel() for w in node_weights(i, first)]) for i in (0, 1)]
-    expected = Mean()([*contributions, models[first - 1].astype(np.float32)], [100, 100, 100])
+    expected = get_strategy(merge)(
+        [*contributions, models[first - 1].astype(np.float32)], [100, 100, 100]
+    )
     np.testing.assert_allclose(models[first], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_first_node_fixes_the_rules_and_one_that_disagrees_is_refused_before_voting(
+    chain: ChainServer, tmp_path: Path
+) -> None:
+    admin, envs = _swarm(chain, tmp_path, 3, min_peers=None)  # the nodes fix the rules
+    unset = SwarmNode(NodeConfig.from_env(envs[1]))
+    with pytest.raises(errors.ConfigurationError, match="has no rules yet .* pass min_peers"):
+        unset.join()
+    with SwarmNode(NodeConfig.from_env(envs[0], min_peers=2, merge="coordmedian")) as first:
+        assert first.rules == SessionRules(2, "coordinate_median")
+        for settings, clash in [
+            ({"min_peers": 3}, "min_peers=3 here, min_peers=2 on chain"),
+            ({"merge": "mean"}, "merge='mean' here, merge='coordinate_median' on chain"),
+        ]:
+            other = SwarmNode(NodeConfig.from_env(envs[1], **settings))
+            with pytest.raises(errors.ConfigurationError, match=clash):
+                other.join()
+            assert not other.joined
+        same = SwarmNode(NodeConfig.from_env(envs[1], min_peers=2, merge="coordinate_median"))
+        taker = SwarmNode(NodeConfig.from_env(envs[2]))  # sets nothing: takes the chain's
+        with same, taker:
+            assert same.rules == taker.rules == first.rules
+    assert admin.latest_round("s") is None  # the refused nodes never voted: nobody waits on them
+
+
+def test_a_rotated_svid_is_published_before_the_next_vote(
+    chain: ChainServer, tmp_path: Path
+) -> None:
+    _, envs = _swarm(chain, tmp_path, 1, min_peers=1)
+    env = envs[0]
+    source = FileSource(env["SWARMLIB_SVID_CERT"], env["SWARMLIB_SVID_KEY"],
+                        env["SWARMLIB_TRUST_BUNDLE"])  # fmt: skip
+    me = dev_accounts()[1].address
+    with SwarmNode(NodeConfig.from_env(env), identity=source) as node:
+        node.sync(node_weights(0, 0), 10)
+        before = node.ledger.member(me).svid_hash
+        DevCA.load(tmp_path / "ca").issue_files(f"spiffe://{TD}/node-0", tmp_path / "node-0")
+        source.reload()  # SPIRE's Workload API notifies the same way
+        node.sync(node_weights(0, 1), 10)
+        after = node.ledger.member(me).svid_hash
+    assert after == svid_hash(source.svid().leaf) != before
 
 
 def test_a_node_that_is_not_a_member_is_told_what_to_do(chain: ChainServer, tmp_path: Path) -> None:

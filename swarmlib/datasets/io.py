@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import gzip
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -99,26 +99,7 @@ def load_matrix(
             )
         label_at = header.index(label_column) if labels is None else -1
         genes = [h for i, h in enumerate(header[1:], 1) if i != label_at]
-        samples: list[str] = []
-        values: list[list[float]] = []
-        raw_labels: list[str] = []
-        seen: set[str] = set()
-        for n, row in enumerate(rows, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise DataError(
-                    f"{path}, line {n}: {len(row)} fields, the header has {len(header)}."
-                )
-            sample = row[0]
-            if sample in seen:
-                raise DataError(f"{path}, line {n}: sample id {sample!r} appears twice.")
-            seen.add(sample)
-            samples.append(sample)
-            if label_at >= 0:
-                raw_labels.append(row[label_at].strip())
-            cells = [v for i, v in enumerate(row[1:], 1) if i != label_at]
-            values.append(_numbers(cells, f"{path}, line {n}", genes))
+        samples, values, raw_labels = _read_rows(rows, path, len(header), label_at, genes)
     if not samples:
         raise DataError(f"{path}: no samples.")
     if labels is not None:
@@ -131,6 +112,31 @@ def load_matrix(
     n = len(samples)
     return Cohort(np.asarray(values, np.float32), y, np.zeros(n, np.int64),
                   np.zeros(n, np.int64), genes, samples)  # fmt: skip
+
+
+def _read_rows(
+    rows: Iterator[list[str]], path: Path, width: int, label_at: int, genes: list[str]
+) -> tuple[list[str], list[list[float]], list[str]]:
+    """Sample ids, values and (when ``label_at >= 0``) labels of a matrix's rows."""
+    samples: list[str] = []
+    values: list[list[float]] = []
+    raw_labels: list[str] = []
+    seen: set[str] = set()
+    for n, row in enumerate(rows, start=2):
+        if not row:
+            continue
+        if len(row) != width:
+            raise DataError(f"{path}, line {n}: {len(row)} fields, the header has {width}.")
+        sample = row[0]
+        if sample in seen:
+            raise DataError(f"{path}, line {n}: sample id {sample!r} appears twice.")
+        seen.add(sample)
+        samples.append(sample)
+        if label_at >= 0:
+            raw_labels.append(row[label_at].strip())
+        cells = [v for i, v in enumerate(row[1:], 1) if i != label_at]
+        values.append(_numbers(cells, f"{path}, line {n}", genes))
+    return samples, values, raw_labels
 
 
 def _label_file(path: Path) -> Iterator[tuple[str, str]]:
@@ -147,6 +153,41 @@ def _label_file(path: Path) -> Iterator[tuple[str, str]]:
             yield row[0], row[1].strip()
 
 
+def _read_series_matrix(
+    lines: Iterable[str], path: Path, phenotype: str
+) -> tuple[list[str], dict[int, str], list[str], list[list[float]]]:
+    """Accessions, each sample's phenotype, probe ids and the per-probe values."""
+    accessions: list[str] = []
+    pheno: dict[int, str] = {}
+    genes: list[str] = []
+    columns: list[list[float]] = []
+    in_table = False
+    for n, line in enumerate(lines, start=1):
+        line = line.rstrip("\n")
+        if line.startswith(("!series_matrix_table_begin", "!series_matrix_table_end")):
+            in_table = line.startswith("!series_matrix_table_begin")
+            continue
+        fields = [v.strip().strip('"') for v in line.split("\t")]
+        if in_table:
+            if fields[0] == "ID_REF":
+                continue
+            if len(fields) != len(accessions) + 1:
+                raise DataError(f"{path}, line {n}: {len(fields) - 1} values for "
+                                f"{len(accessions)} samples.")  # fmt: skip
+            genes.append(fields[0])
+            columns.append(_numbers(fields[1:], f"{path}, line {n}", accessions))
+        elif fields[0] == "!Sample_geo_accession":
+            accessions = fields[1:]
+        elif fields[0] == phenotype:
+            pheno.update(enumerate(fields[1:]))
+        elif fields[0] == "!Sample_characteristics_ch1":
+            for i, value in enumerate(fields[1:]):
+                key, _, val = value.partition(":")
+                if key.strip().lower() == phenotype.lower():
+                    pheno[i] = val.strip()
+    return accessions, pheno, genes, columns
+
+
 def load_geo_series_matrix(path: str | Path, *, phenotype: str, positive: str) -> Cohort:
     """Read a GEO series-matrix file (``GSE…_series_matrix.txt[.gz]``); labels from a phenotype.
 
@@ -161,38 +202,8 @@ def load_geo_series_matrix(path: str | Path, *, phenotype: str, positive: str) -
             a non-numeric value, duplicated sample ids, or one class only.
     """
     path = Path(path)
-    accessions: list[str] = []
-    pheno: dict[int, str] = {}
-    genes: list[str] = []
-    columns: list[list[float]] = []
-    in_table = False
     with _open(path) as f:
-        for n, line in enumerate(f, start=1):
-            line = line.rstrip("\n")
-            if line.startswith("!series_matrix_table_begin"):
-                in_table = True
-                continue
-            if line.startswith("!series_matrix_table_end"):
-                in_table = False
-                continue
-            fields = [v.strip().strip('"') for v in line.split("\t")]
-            if in_table:
-                if fields[0] == "ID_REF":
-                    continue
-                if len(fields) != len(accessions) + 1:
-                    raise DataError(f"{path}, line {n}: {len(fields) - 1} values for "
-                                    f"{len(accessions)} samples.")  # fmt: skip
-                genes.append(fields[0])
-                columns.append(_numbers(fields[1:], f"{path}, line {n}", accessions))
-            elif fields[0] == "!Sample_geo_accession":
-                accessions = fields[1:]
-            elif fields[0] == phenotype:
-                pheno.update(enumerate(fields[1:]))
-            elif fields[0] == "!Sample_characteristics_ch1":
-                for i, value in enumerate(fields[1:]):
-                    key, _, val = value.partition(":")
-                    if key.strip().lower() == phenotype.lower():
-                        pheno[i] = val.strip()
+        accessions, pheno, genes, columns = _read_series_matrix(f, path, phenotype)
     if not columns or not accessions:
         raise DataError(f"{path}: no expression table (is it a GEO series matrix file?).")
     if len(set(accessions)) != len(accessions):

@@ -75,6 +75,62 @@ class Cohort:
         )
 
 
+def _check_studies(
+    studies: Sequence[StudySpec], genes: int, modules: int, dropout: Sequence[float]
+) -> None:
+    if not studies:
+        raise ConfigurationError("simulate_cohort needs at least one study.")
+    if genes < 10 or modules < 1:
+        raise ConfigurationError(f"Need at least 10 genes and 1 module (got {genes}, {modules}).")
+    for i, s in enumerate(studies):
+        if s.cases < 0 or s.controls < 0 or s.cases + s.controls == 0:
+            raise ConfigurationError(f"Study {i} has {s.cases} cases and {s.controls} controls.")
+        if not 0 <= s.platform < len(dropout):
+            raise ConfigurationError(
+                f"Study {i} is on platform {s.platform}, but `dropout` gives rates for "
+                f"{len(dropout)} platform(s)."
+            )
+
+
+@dataclass(frozen=True)
+class _GeneModel:
+    """What all studies share: gene means and SDs, modules, the disease signature."""
+
+    mu: np.ndarray
+    sd: np.ndarray
+    module: np.ndarray
+    load: np.ndarray
+    delta: np.ndarray
+    disease_modules: np.ndarray
+    platform_shift: np.ndarray
+    n_modules: int
+
+
+def _simulate_study(
+    m: _GeneModel,
+    spec: StudySpec,
+    srng: np.random.Generator,
+    effect: float,
+    batch: float,
+    rate: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One study's samples (float32) and labels, from its own random stream."""
+    genes = m.mu.size
+    shift = srng.normal(0.0, batch, genes) * m.sd
+    scale = srng.lognormal(0.0, 0.15)
+    n = spec.cases + spec.controls
+    y = np.r_[np.ones(spec.cases, np.int64), np.zeros(spec.controls, np.int64)]
+    srng.shuffle(y)
+    f = srng.normal(0.0, 1.0, (n, m.n_modules))
+    f[:, m.disease_modules] += 0.5 * effect * y[:, None]
+    x = m.load * f[:, m.module] + srng.normal(0.0, 1.0, (n, genes)) * m.sd + y[:, None] * m.delta
+    x = m.mu + shift + m.platform_shift[spec.platform] + scale * x
+    if rate > 0:
+        floor = np.quantile(x, rate, axis=0)
+        x = np.where(x < floor, floor.min(), x)
+    return x.astype(np.float32), y
+
+
 def simulate_cohort(
     studies: Sequence[StudySpec],
     *,
@@ -105,18 +161,7 @@ def simulate_cohort(
         ConfigurationError: no studies, a negative count, a platform without a
             dropout rate, or fewer than 10 genes.
     """
-    if not studies:
-        raise ConfigurationError("simulate_cohort needs at least one study.")
-    if genes < 10 or modules < 1:
-        raise ConfigurationError(f"Need at least 10 genes and 1 module (got {genes}, {modules}).")
-    for i, s in enumerate(studies):
-        if s.cases < 0 or s.controls < 0 or s.cases + s.controls == 0:
-            raise ConfigurationError(f"Study {i} has {s.cases} cases and {s.controls} controls.")
-        if not 0 <= s.platform < len(dropout):
-            raise ConfigurationError(
-                f"Study {i} is on platform {s.platform}, but `dropout` gives rates for "
-                f"{len(dropout)} platform(s)."
-            )
+    _check_studies(studies, genes, modules, dropout)
     rng = np.random.default_rng(seed)
     mu = rng.normal(7.0, 1.5, genes)
     sd = rng.lognormal(-0.5, 0.3, genes)
@@ -129,26 +174,15 @@ def simulate_cohort(
     delta[sig_genes[: n_sig // 2]] *= -1
     disease_modules = rng.choice(modules, min(2, modules), replace=False)
     platform_shift = rng.normal(0.0, batch, (len(dropout), genes)) * sd
+    model = _GeneModel(mu, sd, module, load, delta, disease_modules, platform_shift, modules)
     xs, ys, study_ids, platforms = [], [], [], []
     for s_index, spec in enumerate(studies):
-        srng = np.random.default_rng([seed, s_index + 1])
-        shift = srng.normal(0.0, batch, genes) * sd
-        scale = srng.lognormal(0.0, 0.15)
-        n = spec.cases + spec.controls
-        y = np.r_[np.ones(spec.cases, np.int64), np.zeros(spec.controls, np.int64)]
-        srng.shuffle(y)
-        f = srng.normal(0.0, 1.0, (n, modules))
-        f[:, disease_modules] += 0.5 * effect * y[:, None]
-        x = load * f[:, module] + srng.normal(0.0, 1.0, (n, genes)) * sd + y[:, None] * delta
-        x = mu + shift + platform_shift[spec.platform] + scale * x
-        rate = dropout[spec.platform]
-        if rate > 0:
-            floor = np.quantile(x, rate, axis=0)
-            x = np.where(x < floor, floor.min(), x)
-        xs.append(x.astype(np.float32))
+        x, y = _simulate_study(model, spec, np.random.default_rng([seed, s_index + 1]), effect,
+                               batch, dropout[spec.platform])  # fmt: skip
+        xs.append(x)
         ys.append(y)
-        study_ids.append(np.full(n, s_index))
-        platforms.append(np.full(n, spec.platform))
+        study_ids.append(np.full(len(y), s_index))
+        platforms.append(np.full(len(y), spec.platform))
     y_all = np.concatenate(ys)
     return Cohort(
         x=np.concatenate(xs),

@@ -203,49 +203,70 @@ def verify_credentials(
     leaf, intermediates = certs[0], certs[1:]
     claimed = _spiffe_id_of(leaf)
 
-    def reject(message: str, reason: str) -> PeerIdentityRejected:
-        return PeerIdentityRejected(f"{claimed}: {message}", reason=reason, claimed=claimed)
+    _check_certificate(claimed, leaf, intermediates, bundle, now)
+    _check_bound(claimed, leaf, creds.binding, expected)
+    if not _check_signature(leaf, creds):
+        raise _reject(claimed, "the binding signature does not verify with the SVID key", "binding")
+    return claimed
 
+
+def _reject(claimed: str, message: str, reason: str) -> PeerIdentityRejected:
+    return PeerIdentityRejected(f"{claimed}: {message}", reason=reason, claimed=claimed)
+
+
+def _check_certificate(
+    claimed: str,
+    leaf: x509.Certificate,
+    intermediates: list[x509.Certificate],
+    bundle: Callable[[str], list[x509.Certificate]],
+    now: dt.datetime,
+) -> None:
+    """A leaf (not a CA), valid now, chaining to its trust domain's bundle."""
     try:
-        constraints = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value
-        is_ca = constraints.ca
+        is_ca = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
         is_ca = False
     if is_ca:
-        raise reject("a CA certificate was presented as a leaf SVID", "not-leaf")
+        raise _reject(claimed, "a CA certificate was presented as a leaf SVID", "not-leaf")
     if now < leaf.not_valid_before_utc:
-        raise reject(
+        raise _reject(
+            claimed,
             f"certificate not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M}Z",
             "not-yet-valid",
         )
     if now > leaf.not_valid_after_utc:
-        raise reject(
-            f"certificate expired at {leaf.not_valid_after_utc:%Y-%m-%d %H:%M}Z", "expired"
+        raise _reject(
+            claimed, f"certificate expired at {leaf.not_valid_after_utc:%Y-%m-%d %H:%M}Z", "expired"
         )
     trust_domain = claimed[len("spiffe://") :].split("/", 1)[0]
     anchors = bundle(trust_domain)
     if not anchors:
-        raise reject(f"no trust bundle for trust domain {trust_domain!r}", "untrusted")
+        raise _reject(claimed, f"no trust bundle for trust domain {trust_domain!r}", "untrusted")
     verifier = PolicyBuilder().store(Store(anchors)).time(now).build_client_verifier()
     try:
         verifier.verify(leaf, intermediates)
     except VerificationError as e:
-        raise reject(
-            f"chain does not verify against the {trust_domain} bundle: {e}", "untrusted"
+        raise _reject(
+            claimed, f"chain does not verify against the {trust_domain} bundle: {e}", "untrusted"
         ) from e
+
+
+def _check_bound(claimed: str, leaf: x509.Certificate, b: Binding, expected: Expected) -> None:
+    """The SPIFFE ID, certificate and binding are the ones the chain holds for the peer."""
     if claimed != expected.spiffe_id:
-        raise reject(
+        raise _reject(
+            claimed,
             f"address {expected.address} is bound on chain to {expected.spiffe_id}, "
             f"not to {claimed}",
             "not-bound",
         )
     if svid_hash(leaf) != expected.svid_hash:
-        raise reject(
+        raise _reject(
+            claimed,
             "the certificate is not the one the member registered on chain (hash "
             f"{svid_hash(leaf).hex()[:16]}…, registered {expected.svid_hash.hex()[:16]}…)",
             "hash-mismatch",
         )
-    b = creds.binding
     wanted = (
         expected.address.lower(),
         expected.curve_key,
@@ -254,13 +275,11 @@ def verify_credentials(
     )
     stated = (b.address.lower(), b.curve_key, b.chain_id, b.contract.lower())
     if stated != wanted or (expected.endpoint is not None and b.endpoint != expected.endpoint):
-        raise reject(
+        raise _reject(
+            claimed,
             f"its signed binding names address {b.address}, CURVE key {b.curve_key}, chain "
             f"{b.chain_id}, contract {b.contract}; expected {expected.address}, "
             f"{expected.curve_key}, {expected.chain_id}, {expected.contract} (an SVID replayed "
             "with another node's key?)",
             "binding",
         )
-    if not _check_signature(leaf, creds):
-        raise reject("the binding signature does not verify with the SVID key", "binding")
-    return claimed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,19 +28,19 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 import swarmlib.errors as errors
+from swarmlib._version import __version__
 from swarmlib.errors import (
     ConfigurationError,
     ContractMismatch,
     ContractRevert,
     NoContract,
-    QuorumTimeout,
-    SwarmEnded,
-    TransactionFailed,
+    SwarmWarning,
 )
 from swarmlib.ledger.artifact import load_artifact
 from swarmlib.ledger.chain import with_retries
 from swarmlib.ledger.rules import DEFAULT_MERGE, SessionRules
 from swarmlib.ledger.signer import Signer
+from swarmlib.ledger.waiting import RoundWaiter
 
 __all__ = [
     "LedgerClient",
@@ -56,7 +57,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_CLOSE_RETRY_S = 2.0  # how often a waiting node asks to close a round its clock says is not due
 ZERO32 = b"\0" * 32
 
 
@@ -214,15 +214,13 @@ class LedgerClient:
             )
         artifact = load_artifact()
         if bytes(code) != bytes.fromhex(artifact.deployed_bytecode.removeprefix("0x")):
-            import swarmlib  # here: the package imports this module
-
             message = (
                 f"The contract at {self.address} on {self.rpc} is not the SwarmLedger of this "
-                f"swarmlib version ({swarmlib.__version__}): it was deployed from another "
+                f"swarmlib version ({__version__}): it was deployed from another "
                 "version, or is another contract."
             )
             if account is None:  # reading (an audit of an older deployment, say) may work
-                logger.warning("%s Reads it lacks will fail.", message)
+                warnings.warn(f"{message} Reads it lacks will fail.", SwarmWarning, stacklevel=2)
             else:
                 raise ContractMismatch(
                     f"{message} Deploy one with this version (`swarmlib chain deploy`) and give "
@@ -505,14 +503,10 @@ class LedgerClient:
     ) -> RoundInfo:
         """Wait until a round attempt closes, closing it once its quorum wait has passed.
 
-        Polls with exponential backoff (``poll`` up to ``max_poll`` seconds) and reads
-        the round again only when a new block has been mined: a round's state
-        changes only with a transaction, and reading the block number costs the
-        chain far less than running the contract (on the embedded chain, 4 ms
-        against 25 ms). A node with an account asks the contract to close the round
-        when a new block may have made it closable, once the quorum wait has passed
-        by the local clock, and every few seconds in between (clocks differ); the
-        contract judges, by its own clock.
+        Polls with exponential backoff (``poll`` up to ``max_poll`` seconds),
+        reading the round only when a new block was mined; a node with an account
+        asks the contract to close the round once it may be closed (see
+        :mod:`swarmlib.ledger.waiting`).
 
         Args:
             timeout: Seconds to wait. Defaults to the session's round timeout.
@@ -539,58 +533,7 @@ class LedgerClient:
             agreed = self.agreed_by(vote, session, round_id, attempt)
             if agreed is not None:
                 return agreed
-        info = self.session(session)
-        limit = float(info.round_timeout if timeout is None else timeout)
-        deadline = time.monotonic() + limit
-        straggler_deadline = time.monotonic() + info.quorum_wait
-        delay = poll
-        seen_block = -1
-        next_try = 0.0
-        state = RoundInfo(round_id, attempt, 0, False, ())
-        while True:
-            block = self._rpc(lambda: self.w3.eth.block_number, "eth_blockNumber")
-            changed = block != seen_block
-            if changed:
-                seen_block = block
-                state = self.round(session, round_id, attempt, with_members=True)
-                if state.closed:
-                    return state
-            votes = len(state.participants)
-            if self.account is not None and votes >= info.min_peers:
-                # by the local clock, and every few seconds in case the chain's clock is ahead
-                wait_over = time.time() >= state.opened_at + info.quorum_wait
-                if changed or wait_over or time.monotonic() >= next_try:
-                    next_try = time.monotonic() + _CLOSE_RETRY_S
-                    # the check is simulated first, so a refusal costs no gas
-                    try:
-                        self.close_round(session, round_id, attempt)
-                        seen_block = -1
-                        continue
-                    except (errors.RoundClosed, TransactionFailed):
-                        seen_block = -1  # another participant closed it (maybe in the same block)
-                        continue
-                    except errors.QuorumWaitNotOver:
-                        pass
-            elif votes < info.min_peers and time.monotonic() >= straggler_deadline:
-                # a late starter may still come within the quorum wait; after it, too few
-                # members left in the session means this round can never close
-                present = self.presence(session)
-                if present.started and len(present.members) < info.min_peers:
-                    raise SwarmEnded(
-                        f"Round {round_id} of session {session!r} cannot reach min_peers="
-                        f"{info.min_peers}: only {len(present.members)} member(s) are still "
-                        "training, the others left the session. Start more nodes or lower "
-                        "min_peers to go on together."
-                    )
-            if time.monotonic() >= deadline:
-                raise QuorumTimeout(
-                    f"Round {round_id} attempt {attempt} of session {session!r} did not close "
-                    f"within {limit:g}s: {votes} member(s) voted, min_peers is "
-                    f"{info.min_peers}, {self.active_member_count()} member(s) are "
-                    "active. Start more nodes or lower min_peers."
-                )
-            sleep(delay)
-            delay = min(max_poll, delay * 1.5)
+        return RoundWaiter(self, session, round_id, attempt, timeout).wait(poll, max_poll, sleep)
 
     def agreed_by(
         self, receipt: TxReceipt, session: str, round_id: int, attempt: int

@@ -69,6 +69,8 @@ class Membership:
         self._member_keys: set[bytes] = set()
         self._read_at = -_MEMBER_REFRESH_S
         self._lock = threading.Lock()
+        self._rotated = threading.Event()  # the source told of a new SVID since it was published
+        identity.subscribe(self._rotated.set)
         self._reader = (
             None if rpc == "embedded" else LedgerClient(connect(rpc), ledger.address, None, rpc=rpc)
         )
@@ -101,7 +103,10 @@ class Membership:
         self._registered_hash = leaf_hash
 
     def register_if_rotated(self) -> None:
-        """Publish a rotated SVID's hash before any peer checks it."""
+        """Publish a rotated SVID's hash before any peer checks it (after the source said so)."""
+        if not self._rotated.is_set():
+            return
+        self._rotated.clear()
         if svid_hash(self.identity.svid().leaf) != self._registered_hash:
             self.register(self.advertised)
 

@@ -106,56 +106,79 @@ def _worker(
                 break
             if options["kill"] == (index, r):
                 os.kill(os.getpid(), signal.SIGKILL)
-            started = time.perf_counter()
-            outcome = RoundOutcome(r)
-            attempt = 0
-            while True:
-                try:
-                    res = ex.run_round(
-                        live,
-                        vec,
-                        round_id=r,
-                        attempt=attempt,
-                        weight=weight,
-                        merge=merge,
-                        out=None if options["return_vectors"] else merged,
-                    )
-                    merged = res.vector
-                    break
-                except TransportError as e:
-                    outcome.error, outcome.error_type = str(e), type(e).__name__
-                    culprits = e.culprits if isinstance(e, RoundFailed) else ()
-                    outcome.culprits += tuple(culprits)
-                    remaining = [p for p in live if p.name not in culprits]
-                    if name in culprits:  # the others go on without this node
-                        outcome.error = f"excluded by the other participants: {e}"
-                        res = None
-                        break
-                    if not options["retry"] or not culprits or len(remaining) == len(live):
-                        res = None
-                        break
-                    live, attempt = remaining, attempt + 1
-            outcome.seconds = time.perf_counter() - started
-            outcome.attempts = attempt + 1
-            if res is None:
-                report.rounds.append(outcome)
-                break
-            outcome.participants = tuple(p.name for p in live)
-            outcome.sha256 = res.sha256
-            outcome.bytes_sent = res.stats.bytes_sent
-            outcome.dropped = res.stats.dropped
-            outcome.phases = {
-                "keys": res.stats.keys_s,
-                "scatter": res.stats.scatter_s,
-                "merge": res.stats.merge_s,
-                "gather": res.stats.gather_s,
-                "total": res.stats.total_s,
-            }
-            if options["return_vectors"]:
-                outcome.vector = res.vector
+            outcome, res, live = _one_round(ex, live, vec, r, weight, merge, merged, options)
             report.rounds.append(outcome)
+            if res is None:
+                break
+            merged = res.vector
     report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     conn.send(report)
+
+
+def _report(
+    i: int, p: Any, c: Connection, deadline: float, say: Callable[[str], None]
+) -> NodeReport:
+    """Node ``i``'s report, or an empty one with its exit code if it died."""
+    report = None
+    while report is None and time.monotonic() < deadline:
+        if c.poll(0.2):
+            try:
+                report = c.recv()
+            except EOFError:
+                break
+        elif not p.is_alive():
+            break
+    if report is None:
+        p.join(5)
+        report = NodeReport(f"node-{i}", exit_code=p.exitcode)
+    say(f"node-{i} reported {len(report.rounds)} round(s)")
+    return report
+
+
+def _one_round(
+    ex: Any,
+    live: list[Any],
+    vec: np.ndarray,
+    r: int,
+    weight: float,
+    merge: Any,
+    merged: np.ndarray | None,
+    options: dict[str, Any],
+) -> tuple[RoundOutcome, Any, list[Any]]:
+    """Round ``r`` (retried without culprits when asked); its outcome, result, live peers."""
+    started = time.perf_counter()
+    outcome = RoundOutcome(r)
+    attempt, res = 0, None
+    while True:
+        try:
+            res = ex.run_round(live, vec, round_id=r, attempt=attempt, weight=weight, merge=merge,
+                               out=None if options["return_vectors"] else merged)  # fmt: skip
+            break
+        except TransportError as e:
+            outcome.error, outcome.error_type = str(e), type(e).__name__
+            culprits = e.culprits if isinstance(e, RoundFailed) else ()
+            outcome.culprits += tuple(culprits)
+            remaining = [p for p in live if p.name not in culprits]
+            if ex.name in culprits:  # the others go on without this node
+                outcome.error = f"excluded by the other participants: {e}"
+                break
+            if not options["retry"] or not culprits or len(remaining) == len(live):
+                break
+            live, attempt = remaining, attempt + 1
+    outcome.seconds = time.perf_counter() - started
+    outcome.attempts = attempt + 1
+    if res is None:
+        return outcome, None, live
+    outcome.participants = tuple(p.name for p in live)
+    outcome.sha256 = res.sha256
+    outcome.bytes_sent = res.stats.bytes_sent
+    outcome.dropped = res.stats.dropped
+    s = res.stats
+    outcome.phases = {"keys": s.keys_s, "scatter": s.scatter_s, "merge": s.merge_s,
+                      "gather": s.gather_s, "total": s.total_s}  # fmt: skip
+    if options["return_vectors"]:
+        outcome.vector = res.vector
+    return outcome, res, live
 
 
 def run_local_exchange(
@@ -204,33 +227,21 @@ def run_local_exchange(
     if nodes < 1 or params < 1 or rounds < 1:
         raise ConfigurationError("`nodes`, `params` and `rounds` must be positive.")
     weights = weights or [1.0] * nodes
-    options = {
-        "plaintext": plaintext,
-        "timeout": timeout,
-        "strategy": strategy,
-        "dtype": dtype,
-        "seed": seed,
-        "weights": weights,
-        "kill": kill,
-        "retry": retry,
-        "return_vectors": return_vectors,
-        "log_level": log_level,
-    }
+    options = {"plaintext": plaintext, "timeout": timeout, "strategy": strategy, "dtype": dtype,
+               "seed": seed, "weights": weights, "kill": kill, "retry": retry,
+               "return_vectors": return_vectors, "log_level": log_level}  # fmt: skip
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(nodes)
-    procs, conns = [], []
+    procs: list[Any] = []
+    conns: list[Connection] = []
     say = progress or (lambda line: None)
     try:
         for i in range(nodes):
             parent, child = ctx.Pipe()
-            p = ctx.Process(
-                target=_worker,
-                args=(i, child, barrier, params, rounds, options),
-                name=f"swarmlib-node-{i}",
-                daemon=True,
-            )
-            p.start()
-            procs.append(p)
+            args = (i, child, barrier, params, rounds, options)
+            procs.append(ctx.Process(target=_worker, args=args, name=f"swarmlib-node-{i}",
+                                     daemon=True))  # fmt: skip
+            procs[-1].start()
             conns.append(parent)
         say(f"started {nodes} node processes (pids {', '.join(str(p.pid) for p in procs)})")
         peers = []
@@ -240,24 +251,11 @@ def run_local_exchange(
             peers.append(c.recv())
         for c in conns:
             c.send(peers)
-        reports: list[NodeReport] = []
         deadline = time.monotonic() + rounds * (timeout + 60) + 120
-        for i, (p, c) in enumerate(zip(procs, conns, strict=True)):
-            report = None
-            while report is None and time.monotonic() < deadline:
-                if c.poll(0.2):
-                    try:
-                        report = c.recv()
-                    except EOFError:
-                        break
-                elif not p.is_alive():
-                    break
-            if report is None:
-                p.join(5)
-                report = NodeReport(f"node-{i}", exit_code=p.exitcode)
-            reports.append(report)
-            say(f"node-{i} reported {len(report.rounds)} round(s)")
-        return reports
+        return [
+            _report(i, p, c, deadline, say)
+            for i, (p, c) in enumerate(zip(procs, conns, strict=True))
+        ]
     finally:
         for p in procs:
             if p.is_alive():

@@ -44,13 +44,11 @@ from swarmlib.errors import (
 )
 from swarmlib.transport.auth import CurveKeyPair
 from swarmlib.transport.framing import (
-    ABORT,
     CONTRIB,
     DONE,
     KEY,
     MERGED,
     REDUCE,
-    parse_header,
 )
 from swarmlib.transport.round import (
     Peer,
@@ -62,7 +60,7 @@ from swarmlib.transport.round import (
     check_vectors,
     shard_bounds,
 )
-from swarmlib.transport.sockets import RETRY_S, ExchangeSockets
+from swarmlib.transport.sockets import ExchangeSockets
 
 __all__ = ["Peer", "RoundResult", "RoundStats", "ShardMerge", "ShardedExchange", "shard_bounds"]
 
@@ -245,18 +243,10 @@ class ShardedExchange:
         st.hash_ready_shards()
         digest = st.hasher.hexdigest()
         st.stats.total_s = time.perf_counter() - started
-        logger.info(
-            "%s: round %d attempt %d merged among %d participants in %.3fs "
-            "(%.1f MB sent, %d dropped), sha256 %s",
-            self.name,
-            round_id,
-            attempt,
-            len(st.peers),
-            st.stats.total_s,
-            st.stats.bytes_sent / 1e6,
-            st.stats.dropped,
-            digest[:12],
-        )
+        logger.info("%s: round %d attempt %d merged among %d participants in %.3fs (%.1f MB "
+                    "sent, %d dropped), sha256 %s", self.name, round_id, attempt, len(st.peers),
+                    st.stats.total_s, st.stats.bytes_sent / 1e6, st.stats.dropped,
+                    digest[:12])  # fmt: skip
         return RoundResult(st.out, digest, st.stats)
 
     def _phases(
@@ -346,16 +336,7 @@ class ShardedExchange:
 
     def _send_ctl(self, st: RoundState, j: int, frames: list[bytes]) -> None:
         st.sent_ctl.setdefault(j, []).append(frames)
-        peer = st.peers[j]
-        try:
-            self._sockets.control(peer.endpoint, peer.public_key).send_multipart(
-                frames, flags=zmq.NOBLOCK
-            )
-        except zmq.Again:
-            # no connection to queue on: the peer refused the handshake (its monitor
-            # event may not be read yet). Reconnect now and send this round's messages
-            # again; a peer that never answers fails the round by the timeout.
-            self._sockets.retry_soon((peer.endpoint, peer.public_key))
+        self._sockets.send_control((st.peers[j].endpoint, st.peers[j].public_key), frames)
 
     def _resend_refused(self, st: RoundState) -> None:
         """Reconnect to peers that refused our handshake, and send this round's messages again.
@@ -363,15 +344,13 @@ class ShardedExchange:
         A peer refuses us when it has not started the round that admits us yet.
         """
         for key in self._sockets.due_retries():
-            sock = self._sockets.reconnect(key)
-            for j, peer in enumerate(st.peers):
-                if (peer.endpoint, peer.public_key) != key:
-                    continue
-                try:
-                    for frames in st.sent_ctl.get(j, []):
-                        sock.send_multipart(frames, flags=zmq.NOBLOCK)
-                except zmq.Again:
-                    self._sockets.retry_soon(key, RETRY_S)
+            sent = [
+                frames
+                for j, p in enumerate(st.peers)
+                if (p.endpoint, p.public_key) == key
+                for frames in st.sent_ctl.get(j, [])
+            ]
+            self._sockets.resend(key, sent)
 
     def _send_keys(self, st: RoundState) -> None:
         creds = self.credentials() if self.credentials is not None else None
@@ -462,9 +441,9 @@ class ShardedExchange:
         self._resend_refused(st)
         for sock, frames in self._sockets.poll(wait_s):
             if sock is self._sockets.ctl_in:
-                progressed |= self._on_control_frames(st, frames)
+                progressed |= st.on_control_frames(frames, self._early)
             else:
-                progressed |= self._on_data_frames(st, frames)
+                progressed |= st.on_data_frames(frames)
         return progressed
 
     def _grace(self, st: RoundState, done: Callable[[], bool]) -> None:
@@ -472,33 +451,6 @@ class ShardedExchange:
         end = time.monotonic() + min(1.0, self.timeout / 4)
         while st.abort is None and not done() and time.monotonic() < end:
             self._poll_once(st, end - time.monotonic())
-
-    def _on_control_frames(self, st: RoundState, frames: list[zmq.Frame]) -> bool:
-        header, reason = parse_header(frames[0].buffer)
-        if header is None:
-            return st.drop(f"control message with a bad header: {reason}")
-        user = str(frames[0].get("User-Id"))  # set by ZAP: the sender's Z85 public key
-        if header["k"] not in (KEY, REDUCE, ABORT, DONE):
-            return st.drop(f"{header['k']} message on the control channel")
-        if st.is_future(header):
-            self._early.append((header, user, [f.bytes for f in frames]))
-            return False
-        if not st.is_current(header):
-            return st.drop(
-                f"{header['k']} message for round {header['r']} attempt {header['a']}, "
-                f"this node is in round {st.round_id} attempt {st.attempt}",
-                logging.INFO,
-            )
-        return st.on_control(header, user, frames)
-
-    def _on_data_frames(self, st: RoundState, frames: list[zmq.Frame]) -> bool:
-        if len(frames) != 2:
-            return st.drop(f"data message with {len(frames)} frames, expected 2")
-        raw = frames[0].bytes
-        header, reason = parse_header(raw)
-        if header is None:
-            return st.drop(f"data message with a bad header: {reason}")
-        return st.on_data(header, raw, frames[1])
 
     # ------------------------------------------------------------------ merging
 

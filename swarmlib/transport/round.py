@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ from swarmlib.transport.framing import (
     MERGED,
     REDUCE,
     encode_header,
+    parse_header,
     payload_nbytes,
 )
 
@@ -369,6 +371,27 @@ class RoundState:
 
     # ------------------------------------------------------- control messages
 
+    def on_control_frames(
+        self, frames: Sequence[zmq.Frame], early: deque[tuple[dict[str, Any], str, list[bytes]]]
+    ) -> bool:
+        """A message from the control socket; one for a later round is kept in ``early``."""
+        header, reason = parse_header(frames[0].buffer)
+        if header is None:
+            return self.drop(f"control message with a bad header: {reason}")
+        user = str(frames[0].get("User-Id"))  # set by ZAP: the sender's Z85 public key
+        if header["k"] not in (KEY, REDUCE, ABORT, DONE):
+            return self.drop(f"{header['k']} message on the control channel")
+        if self.is_future(header):
+            early.append((header, user, [f.bytes for f in frames]))
+            return False
+        if not self.is_current(header):
+            return self.drop(
+                f"{header['k']} message for round {header['r']} attempt {header['a']}, "
+                f"this node is in round {self.round_id} attempt {self.attempt}",
+                logging.INFO,
+            )
+        return self.on_control(header, user, frames)
+
     def on_control(self, header: dict[str, Any], user: str, frames: Sequence[zmq.Frame]) -> bool:
         """A current-round control message from the CURVE key ``user``."""
         j = self.index_by_key.get(user)
@@ -454,6 +477,16 @@ class RoundState:
         return None
 
     # ---------------------------------------------------------- data messages
+
+    def on_data_frames(self, frames: Sequence[zmq.Frame]) -> bool:
+        """A message from the data socket: a header and a sealed shard."""
+        if len(frames) != 2:
+            return self.drop(f"data message with {len(frames)} frames, expected 2")
+        raw = frames[0].bytes
+        header, reason = parse_header(raw)
+        if header is None:
+            return self.drop(f"data message with a bad header: {reason}")
+        return self.on_data(header, raw, frames[1])
 
     def on_data(self, header: dict[str, Any], raw: bytes, payload: zmq.Frame) -> bool:
         """A sealed shard (``contrib`` or ``merged``) with its parsed header."""

@@ -207,11 +207,29 @@ class ExchangeSockets:
             self._ctl_out[key] = sock
         return sock
 
-    def reconnect(self, key: PeerKey) -> zmq.Socket[bytes]:
-        """A fresh control socket to ``key`` (the old one's handshake was refused)."""
+    def send_control(self, key: PeerKey, frames: list[bytes]) -> None:
+        """Queue a control message to a peer; with no connection to queue on, reconnect soon.
+
+        No connection means the peer refused the handshake (its monitor event may
+        not be read yet): the caller sends the round's messages again on the new
+        one (see :meth:`resend`); a peer that never answers fails the round by the
+        timeout.
+        """
+        try:
+            self.control(*key).send_multipart(frames, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.retry_soon(key)
+
+    def resend(self, key: PeerKey, messages: list[list[bytes]]) -> None:
+        """Replace a refused control socket to ``key`` and send ``messages`` again on it."""
         if key in self._ctl_out:
             self._close_ctl(key, linger=0)
-        return self.control(*key)
+        sock = self.control(*key)
+        try:
+            for frames in messages:
+                sock.send_multipart(frames, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.retry_soon(key, RETRY_S)
 
     def data(self, endpoint: str) -> zmq.Socket[bytes]:
         sock = self._data_out.get(endpoint)
