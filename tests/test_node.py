@@ -14,8 +14,8 @@ from swarmlib import errors
 from swarmlib.identity import DevCA, FileSource, svid_hash
 from swarmlib.ledger import LedgerClient, connect, dev_accounts
 from swarmlib.ledger.audit import audit
-from swarmlib.ledger.server import ChainServer
 from swarmlib.ledger.rules import SessionRules
+from swarmlib.ledger.server import ChainServer
 from swarmlib.merge import Mean, get_strategy
 from swarmlib.node import NodeConfig, SwarmNode
 from tests.node_worker import node_weights, run_node
@@ -226,7 +226,7 @@ def test_the_first_node_fixes_the_rules_and_one_that_disagrees_is_refused_before
 ) -> None:
     admin, envs = _swarm(chain, tmp_path, 3, min_peers=None)  # the nodes fix the rules
     unset = SwarmNode(NodeConfig.from_env(envs[1]))
-    with pytest.raises(errors.ConfigurationError, match="has no rules yet .* pass min_peers"):
+    with pytest.raises(errors.ConfigurationError, match=r"has no rules yet .* pass min_peers"):
         unset.join()
     with SwarmNode(NodeConfig.from_env(envs[0], min_peers=2, merge="coordmedian")) as first:
         assert first.rules == SessionRules(2, "coordinate_median")
