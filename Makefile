@@ -14,7 +14,7 @@ NPM_STAMP := .npm/.installed
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,test-backends]'
+	$(PY) -m pip install --quiet -e '.[cpu,embedded,dev,test-backends]'
 	@touch $(STAMP)
 
 # Node tools the tests use (pinned in tools/package.json and its lock file), kept in .npm/

@@ -63,3 +63,13 @@ def test_cli_lists_strategies_and_version(capsys: pytest.CaptureFixture[str]) ->
 def test_cli_without_a_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "usage: swarmlib" in capsys.readouterr().out
+
+
+def test_the_embedded_chain_without_its_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from swarmlib.ledger import connect
+
+    monkeypatch.setitem(sys.modules, "eth_tester", None)  # as if not installed
+    with pytest.raises(errors.ConfigurationError, match=r"pip install 'swarmlib\[embedded\]'"):
+        connect("embedded")

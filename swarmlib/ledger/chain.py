@@ -30,6 +30,7 @@ __all__ = [
     "EmbeddedProvider",
     "connect",
     "dev_accounts",
+    "embedded_provider",
     "with_retries",
 ]
 
@@ -48,6 +49,22 @@ _NETWORK_ERRORS = (
     ProviderConnectionError,
     ConnectionError,
 )
+
+
+def embedded_provider() -> EmbeddedProvider:
+    """A new embedded chain (py-evm in this process).
+
+    Raises:
+        ConfigurationError: eth-tester is not installed (the ``embedded`` extra).
+    """
+    try:
+        import eth_tester  # noqa: F401
+    except ImportError as e:
+        raise ConfigurationError(
+            "The embedded chain needs eth-tester and py-evm: pip install 'swarmlib[embedded]' "
+            "(or point the nodes at a chain with --rpc / SWARMLIB_RPC)."
+        ) from e
+    return EmbeddedProvider()
 
 
 class EmbeddedProvider(EthereumTesterProvider):
@@ -140,7 +157,7 @@ def connect(
         ConfigurationError: ``rpc`` is neither ``"embedded"`` nor an http(s) URL.
     """
     if rpc == EMBEDDED:
-        w3 = Web3(EmbeddedProvider())
+        w3 = Web3(embedded_provider())
     elif rpc.startswith(("http://", "https://")):
         # web3 checks the chain id before every call and transaction; an endpoint's id
         # does not change, so it is asked once (web3's own request cache, for that only)

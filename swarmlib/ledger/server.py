@@ -26,7 +26,7 @@ from typing import Any
 
 from web3 import Web3
 
-from swarmlib.ledger.chain import EmbeddedProvider
+from swarmlib.ledger.chain import EmbeddedProvider, embedded_provider
 
 __all__ = ["ChainServer", "to_wire"]
 
@@ -105,7 +105,7 @@ class ChainServer:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8545):
-        self.w3 = Web3(EmbeddedProvider())
+        self.w3 = Web3(embedded_provider())
         provider: EmbeddedProvider = self.w3.provider  # type: ignore[assignment]
         self._request: Callable[..., Any] = provider.request_func(self.w3, self.w3.middleware_onion)
         self._lock = threading.Lock()
@@ -181,6 +181,9 @@ class ChainServer:
 
     def _answer(self, method: str, params: Any) -> dict[str, Any]:
         """Run one request on the chain, or answer a repeated read from the memo.
+
+        The memo is part of this development server only (real chains and anvil
+        answer for themselves); it is keyed by the wall-clock second.
 
         Nodes waiting for a round read the same view at the same block, several
         times each; on py-evm every run of the contract costs milliseconds of this
