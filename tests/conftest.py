@@ -8,8 +8,12 @@ luck. Run ``HYPOTHESIS_PROFILE=thorough pytest tests/test_merge.py`` to search h
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import settings
+
+from tests.ledger_swarm import Swarm
 
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile("ci", max_examples=50, derandomize=True, deadline=None)
@@ -17,3 +21,9 @@ settings.register_profile("thorough", max_examples=1000, deadline=None)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )
+
+
+@pytest.fixture
+def swarm() -> Iterator[Swarm]:
+    """A fresh SwarmLedger on the embedded chain with an admin and three members."""
+    yield Swarm()

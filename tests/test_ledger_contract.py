@@ -3,50 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
-from eth_account import Account
-from web3 import Web3
-from web3.exceptions import ContractCustomError
 
 from swarmlib import errors
-from swarmlib.ledger import LedgerClient, connect, dev_accounts
-from swarmlib.ledger.audit import audit, format_audit
-from swarmlib.ledger.client import PresenceInfo, session_id
+from swarmlib.ledger.client import PresenceInfo
 from swarmlib.ledger.rules import SessionRules
-
-H = [bytes([i]) * 32 for i in range(8)]  # stand-ins for merged-model hashes
-
-
-class Swarm:
-    """A deployed ledger with an admin and three registered members; ``nodes[3]`` is not one."""
-
-    def __init__(self) -> None:
-        self.w3: Web3 = connect("embedded")
-        accounts = dev_accounts()
-        self.admin = LedgerClient.deploy(self.w3, accounts[0])
-        self.nodes = [LedgerClient(self.w3, self.admin.address, a) for a in accounts[1:5]]
-        for i, node in enumerate(self.nodes[:3]):
-            self.add(i)
-            node.register(f"tcp://127.0.0.1:{7000}", b"\x01" * 32, b"\x02" * 32)
-        self.outsider = LedgerClient(self.w3, self.admin.address, accounts[6])
-
-    def add(self, i: int) -> None:
-        self.admin.add_member(self.addr(i), f"spiffe://swarm.test/node-{i}")
-
-    def addr(self, i: int) -> str:
-        return self.nodes[i].account.address  # type: ignore[union-attr]
-
-    def travel(self, seconds: int) -> None:
-        tester = self.w3.provider.ethereum_tester  # type: ignore[attr-defined]
-        now = tester.get_block_by_number("pending")["timestamp"]
-        tester.time_travel(now + seconds)
-
-
-@pytest.fixture
-def swarm() -> Iterator[Swarm]:
-    yield Swarm()
+from tests.ledger_swarm import Swarm
 
 
 def test_deployer_is_the_only_admin_and_membership_is_admin_only(swarm: Swarm) -> None:
@@ -266,73 +229,6 @@ def test_a_member_that_leaves_ends_the_wait_for_it_and_a_lone_node_learns_at_onc
         swarm.nodes[0].leave("nope")
 
 
-def test_a_refused_call_carries_the_contract_error_like_a_refused_estimate(swarm: Swarm) -> None:
-    # the client re-simulates a transaction that failed on chain to name the refusal
-    swarm.admin.create_session("s", min_peers=1, quorum_wait=0)
-    swarm.nodes[0].ready("s", 0, 0, 10)
-    swarm.nodes[0].wait_for_round("s", 0, timeout=10)
-    fn = swarm.nodes[0].contract.functions.closeRound(session_id("s"), 0, 0)
-    selector = Web3.keccak(text="RoundClosed(bytes32,uint64,uint32)")[:4].hex()
-    for simulate in (fn.call, fn.estimate_gas):
-        with pytest.raises(ContractCustomError) as caught:
-            simulate({"from": swarm.addr(0)})
-        assert str(caught.value.data).removeprefix("0x").startswith(selector.removeprefix("0x"))
-
-
-def test_a_node_counts_its_nonce_and_recovers_when_its_account_sent_elsewhere(
-    swarm: Swarm,
-) -> None:
-    swarm.admin.create_session("s", min_peers=1, quorum_wait=0)
-    node = swarm.nodes[0]
-    node.ready("s", 0, 0, 10)  # the node now counts its nonce itself
-    twin = LedgerClient(swarm.w3, swarm.admin.address, node.account)  # same key, elsewhere
-    twin.ready("s", 1, 0, 10)
-    node.ready("s", 2, 0, 10)  # its count is stale: the chain refuses it, it asks and resends
-    assert [swarm.admin.vote("s", r, 0, swarm.addr(0)).voted for r in range(3)] == [True] * 3
-
-
-def test_a_refused_vote_is_mined_as_failed_and_named_and_the_node_votes_on(
-    swarm: Swarm,
-) -> None:
-    # votes are sent without a simulation first (one contract run fewer per vote, every
-    # round): a refusal costs a failed transaction but is named all the same
-    swarm.admin.create_session("s", min_peers=3)
-    node = swarm.nodes[0]
-    node.ready("s", 0, 0, 10)  # the first vote estimates the gas of `ready`
-    block = swarm.w3.eth.block_number
-    with pytest.raises(errors.AlreadyVoted, match="already voted"):
-        node.ready("s", 0, 0, 10)
-    assert swarm.w3.eth.block_number == block + 1
-    failed = swarm.w3.eth.get_block(block + 1, full_transactions=True)["transactions"][0]
-    assert failed["from"] == node.account.address
-    assert swarm.w3.eth.get_transaction_receipt(failed["hash"])["status"] == 0
-    node.ready("s", 1, 0, 10)  # and the node votes on after the failed transaction
-    assert swarm.admin.vote("s", 1, 0, node.account.address).voted
-
-
-def test_other_transactions_are_simulated_and_a_refusal_mines_nothing(swarm: Swarm) -> None:
-    newcomer = Account.create().address
-    swarm.admin.add_member(newcomer, "spiffe://example.org/newcomer")  # estimates the gas
-    block = swarm.w3.eth.block_number
-    with pytest.raises(errors.AlreadyMember):
-        swarm.admin.add_member(newcomer, "spiffe://example.org/newcomer")  # simulated
-    assert swarm.w3.eth.block_number == block
-
-
-def test_a_vote_that_runs_out_of_gas_is_estimated_again_and_resent(swarm: Swarm) -> None:
-    # the kept gas limit can fall short when a vote costs more than the one it was estimated
-    # for (a closing vote of a large round); the node re-estimates and sends it again, once
-    swarm.admin.create_session("s", min_peers=1, quorum_wait=0)
-    node = swarm.nodes[0]
-    node.ready("s", 0, 0, 10)
-    node._signer._limits["ready"] = 30_000  # type: ignore[union-attr]
-    block = swarm.w3.eth.block_number
-    node.ready("s", 1, 0, 10)
-    assert swarm.admin.vote("s", 1, 0, swarm.addr(0)).voted
-    assert swarm.w3.eth.block_number == block + 2  # the failed transaction, then the vote
-    assert node._signer._limits["ready"] > 100_000  # type: ignore[union-attr]
-
-
 def test_waiting_for_an_unreachable_quorum_fails_in_bounded_time(swarm: Swarm) -> None:
     swarm.admin.create_session("s", min_peers=3, quorum_wait=0, round_timeout=2)
     swarm.nodes[0].ready("s", 0, 0, 10)
@@ -377,30 +273,3 @@ def test_a_session_without_rules_takes_no_vote_until_the_first_member_fixes_them
     assert swarm.admin.session_rules("set") == SessionRules(3, "krum")
     with pytest.raises(errors.RulesAlreadyFixed):
         swarm.nodes[0].fix_rules("set", SessionRules(3, "krum"))
-
-
-def _round(swarm: Swarm, r: int, hashes: list[bytes], voters: tuple[int, ...] = (0, 1, 2)) -> None:
-    for i, prev in zip(voters, hashes, strict=True):
-        swarm.nodes[i].ready("s", r, 0, 100 * (i + 1), prev)
-
-
-def test_audit_shows_participants_samples_and_hash_agreement(swarm: Swarm) -> None:
-    swarm.admin.create_session("s", min_peers=2, quorum_wait=600)
-    _round(swarm, 0, [H[0]] * 3)  # nothing merged before round 0
-    _round(swarm, 1, [H[1]] * 3)  # all loaded the same merged model of round 0
-    _round(swarm, 2, [H[2], H[2], H[3]])  # node 2 loaded something else after round 1
-    rows = audit(swarm.admin, "s")
-    assert [(r.round, r.status) for r in rows] == [(0, "agree"), (1, "MISMATCH"), (2, "pending")]
-    assert rows[0].merged_hash == H[1]
-    assert rows[0].samples == [100, 200, 300]
-    assert rows[0].spiffe_ids == [f"spiffe://swarm.test/node-{i}" for i in range(3)]
-    text = format_audit(rows, "s")
-    assert "MISMATCH" in text and "spiffe://swarm.test/node-2" in text
-    assert H[3].hex()[:12] in text
-
-
-def test_a_fresh_account_cannot_pay_for_gas(swarm: Swarm) -> None:
-    broke = LedgerClient(swarm.w3, swarm.admin.address, Account.create())
-    swarm.admin.add_member(broke.account.address, "spiffe://swarm.test/broke")  # type: ignore[union-attr]
-    with pytest.raises(errors.InsufficientFunds, match="Fund the account"):
-        broke.register("tcp://x:1", b"\x01" * 32)

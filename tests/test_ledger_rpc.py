@@ -151,7 +151,9 @@ def test_cli_deploys_adds_members_creates_a_session_and_audits(
         assert main(["member", "add", *common, "--address", member.address,
                      "--spiffe-id", "spiffe://swarm.test/a"]) == 0  # fmt: skip
         assert main(["session", "create", *common, "--name", "s", "--min-peers", "1",
-                     "--quorum-wait", "0"]) == 0  # fmt: skip
+                     "--merge", "coordmedian", "--quorum-wait", "0"]) == 0  # fmt: skip
+        assert main(["session", "create", *common, "--name", "open"]) == 0  # rules: the nodes'
+        assert "rules to be fixed by the first node" in capsys.readouterr().out
         node = LedgerClient(connect(url), address, member, rpc=url)
         node.register("tcp://127.0.0.1:1", b"\x01" * 32)
         node.ready("s", 0, 0, 42)
@@ -160,6 +162,8 @@ def test_cli_deploys_adds_members_creates_a_session_and_audits(
         assert main(["audit", "--rpc", url, "--contract", address]) == 0
         out = capsys.readouterr().out
         assert "spiffe://swarm.test/a (42)" in out and "agree" in out and "abababab" in out
+        assert "min_peers=1, merge='coordinate_median'" in out  # the session's rules, on chain
+        assert "session 'open' rules: not fixed yet" in out
         # errors are one clear line and exit status 1
         assert main(["member", "add", *common, "--address", member.address,
                      "--spiffe-id", "not-a-spiffe-id"]) == 1  # fmt: skip
