@@ -55,6 +55,14 @@ logger = logging.getLogger(__name__)
 
 PENDING_LIMIT = 8  # shards held per sender while its key is still on the way
 
+#: Why a message was dropped (the keys of :attr:`RoundStats.drops`).
+MALFORMED = "malformed"  # unparsable, or of the wrong size, shape, dtype or channel
+STALE = "stale"  # for another round or attempt
+FOREIGN = "foreign"  # from a non-participant, or claiming another sender
+REPLAYED = "replayed"  # a second copy of a message already taken
+TAMPERED = "tampered"  # failed authentication: changed, or sealed with another key
+FLOOD = "flood"  # more shards before the sender's key than are held
+
 
 class ShardMerge(Protocol):
     """How an owner merges its shard (e.g. :meth:`swarmlib.merge.Strategy.sharded`).
@@ -91,7 +99,12 @@ class Peer:
 
 @dataclass
 class RoundStats:
-    """What one round cost on this node."""
+    """What one round cost on this node, and what it refused.
+
+    ``drops`` counts the messages dropped by reason (``"malformed"``,
+    ``"stale"``, ``"foreign"``, ``"replayed"``, ``"tampered"``, ``"flood"``);
+    ``dropped`` is their total.
+    """
 
     round_id: int
     attempt: int
@@ -99,6 +112,7 @@ class RoundStats:
     bytes_sent: int = 0
     bytes_received: int = 0
     dropped: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
     keys_s: float = 0.0
     scatter_s: float = 0.0
     merge_s: float = 0.0
@@ -315,9 +329,10 @@ class RoundState:
 
     # ----------------------------------------------------------------- errors
 
-    def drop(self, reason: str, level: int = logging.WARNING) -> bool:
-        """Count and log a message that is not taken; returns False (no progress)."""
+    def drop(self, kind: str, reason: str, level: int = logging.WARNING) -> bool:
+        """Count (by ``kind``) and log a message that is not taken; returns False."""
         self.stats.dropped += 1
+        self.stats.drops[kind] = self.stats.drops.get(kind, 0) + 1
         logger.log(level, "%s dropped a message: %s", self.name, reason)
         return False
 
@@ -377,15 +392,16 @@ class RoundState:
         """A message from the control socket; one for a later round is kept in ``early``."""
         header, reason = parse_header(frames[0].buffer)
         if header is None:
-            return self.drop(f"control message with a bad header: {reason}")
+            return self.drop(MALFORMED, f"control message with a bad header: {reason}")
         user = str(frames[0].get("User-Id"))  # set by ZAP: the sender's Z85 public key
         if header["k"] not in (KEY, REDUCE, ABORT, DONE):
-            return self.drop(f"{header['k']} message on the control channel")
+            return self.drop(MALFORMED, f"{header['k']} message on the control channel")
         if self.is_future(header):
             early.append((header, user, [f.bytes for f in frames]))
             return False
         if not self.is_current(header):
             return self.drop(
+                STALE,
                 f"{header['k']} message for round {header['r']} attempt {header['a']}, "
                 f"this node is in round {self.round_id} attempt {self.attempt}",
                 logging.INFO,
@@ -396,13 +412,15 @@ class RoundState:
         """A current-round control message from the CURVE key ``user``."""
         j = self.index_by_key.get(user)
         if j is None or j == self.me:
-            return self.drop(f"control message from {user}, who is not a participant")
+            return self.drop(FOREIGN, f"control message from {user}, who is not a participant")
         if header["s"] != j:
-            return self.drop(f"{self.peers[j].name} claims to be participant {header['s']}")
+            return self.drop(
+                FOREIGN, f"{self.peers[j].name} claims to be participant {header['s']}"
+            )
         kind = header["k"]
         if kind == DONE:
             if j in self.done_from:
-                return self.drop(f"done message from {self.peers[j].name} replayed")
+                return self.drop(REPLAYED, f"done message from {self.peers[j].name} replayed")
             self.done_from.add(j)
             return True
         if kind == ABORT:
@@ -419,14 +437,16 @@ class RoundState:
         if kind == REDUCE:
             got = self.reduces.setdefault(header["q"], {})
             if j in got or len(frames) != 2 or len(frames[1]) != 8 * header["n"]:
-                return self.drop(f"reduce message from {self.peers[j].name} replayed or cut")
+                return self.drop(
+                    REPLAYED, f"reduce message from {self.peers[j].name} replayed or cut"
+                )
             got[j] = np.frombuffer(frames[1].bytes, dtype="<f8")
             return True
         return self._on_key(j, header, frames)
 
     def _on_key(self, j: int, header: dict[str, Any], frames: Sequence[zmq.Frame]) -> bool:
         if j in self.recv_keys:
-            return self.drop(f"key message from {self.peers[j].name} replayed")
+            return self.drop(REPLAYED, f"key message from {self.peers[j].name} replayed")
         theirs = (header["n"], header["dt"], header["st"], header["enc"])
         ours = (self.out.size, self.dtype.str, self.agreement, self.encrypted)
         if theirs != ours:
@@ -441,7 +461,7 @@ class RoundState:
         if len(frames) != 1 + int(self.encrypted) + int(header["cred"]) or (
             self.encrypted and len(frames[1]) != crypto.KEY_BYTES
         ):
-            return self.drop(f"key message from {self.peers[j].name} is malformed")
+            return self.drop(MALFORMED, f"key message from {self.peers[j].name} is malformed")
         if self.verify_peer is not None:
             refusal = self._check_identity(j, frames[-1].bytes if header["cred"] else None)
             if refusal is not None:
@@ -481,29 +501,31 @@ class RoundState:
     def on_data_frames(self, frames: Sequence[zmq.Frame]) -> bool:
         """A message from the data socket: a header and a sealed shard."""
         if len(frames) != 2:
-            return self.drop(f"data message with {len(frames)} frames, expected 2")
+            return self.drop(MALFORMED, f"data message with {len(frames)} frames, expected 2")
         raw = frames[0].bytes
         header, reason = parse_header(raw)
         if header is None:
-            return self.drop(f"data message with a bad header: {reason}")
+            return self.drop(MALFORMED, f"data message with a bad header: {reason}")
         return self.on_data(header, raw, frames[1])
 
     def on_data(self, header: dict[str, Any], raw: bytes, payload: zmq.Frame) -> bool:
         """A sealed shard (``contrib`` or ``merged``) with its parsed header."""
         kind, j = header["k"], header["s"]
         if kind not in (CONTRIB, MERGED):
-            return self.drop(f"{kind} message on the data channel")
+            return self.drop(MALFORMED, f"{kind} message on the data channel")
         if not self.is_current(header):
             return self.drop(
+                STALE,
                 f"{kind} shard for round {header['r']} attempt {header['a']}, this node is in "
                 f"round {self.round_id} attempt {self.attempt}",
             )
         if not (0 <= j < len(self.peers)) or j == self.me or header["t"] != self.me:
-            return self.drop(f"{kind} shard from unknown sender {j} or for another node")
+            return self.drop(FOREIGN, f"{kind} shard from unknown sender {j} or for another node")
         shard = self.me if kind == CONTRIB else j
         a, b = self.bounds[shard]
         if header["i"] != shard or header["dt"] != self.dtype.str or header["n"] != b - a:
             return self.drop(
+                MALFORMED,
                 f"{kind} shard from {self.peers[j].name} has index {header['i']}, dtype "
                 f"{header['dt']}, length {header['n']}; expected {shard}, {self.dtype.str}, "
                 f"{b - a}",
@@ -511,15 +533,16 @@ class RoundState:
         expected = payload_nbytes(header) + (crypto.TAG_BYTES if self.encrypted else 0)
         if len(payload) != expected:
             return self.drop(
+                MALFORMED,
                 f"{kind} shard from {self.peers[j].name} has {len(payload)} bytes, "
                 f"expected {expected} (truncated or padded)",
             )
         if (kind == CONTRIB and j in self.contribs) or (kind == MERGED and j in self.merged_from):
-            return self.drop(f"{kind} shard from {self.peers[j].name} replayed")
+            return self.drop(REPLAYED, f"{kind} shard from {self.peers[j].name} replayed")
         if self.encrypted and j not in self.recv_keys:
             queue = self.pending.setdefault(j, [])
             if len(queue) >= PENDING_LIMIT:
-                return self.drop(f"too many shards from {self.peers[j].name} before its key")
+                return self.drop(FLOOD, f"too many shards from {self.peers[j].name} before its key")
             queue.append((header, raw, payload))
             return False
         return self._accept_shard(header, raw, payload)
@@ -536,6 +559,7 @@ class RoundState:
                 if kind == MERGED:  # the failed decryption may have scribbled on our slot
                     self.out[a:b] = 0
                 return self.drop(
+                    TAMPERED,
                     f"{kind} shard claiming to be from {self.peers[j].name} failed "
                     "authentication (tampered, or sealed by someone else)",
                 )
