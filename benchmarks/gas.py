@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections import defaultdict
 
-from swarmlib.ledger import LedgerClient, connect, dev_accounts
+from swarmlib.ledger import LedgerClient, SessionRules, connect, dev_accounts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,9 +41,14 @@ def main(argv: list[str] | None = None) -> int:
                 "gasUsed"
             ]
         )
-    gas["createSession"].append(
-        admin.create_session("train", min_peers=2, quorum_wait=600)["gasUsed"]
+    gas["createSession (with rules)"].append(
+        admin.create_session("train", min_peers=2, merge="mean", quorum_wait=600)["gasUsed"]
     )
+    gas["createSession (rules left to the nodes)"].append(
+        admin.create_session("open", quorum_wait=600)["gasUsed"]
+    )
+    rules = SessionRules(2, "coordinate_median")
+    gas["fixRules (the first node to join)"].append(nodes[0].fix_rules("open", rules)["gasUsed"])
     last_hash = b"\0" * 32
     for r in range(3):
         for k, n in enumerate(nodes):

@@ -179,7 +179,8 @@ def run_script(
     """Run ``python SCRIPT ARGS`` as ``nodes`` swarm nodes; returns the exit code.
 
     Args:
-        min_peers, merge: The nodes' default session rules (see :class:`LocalSwarm`).
+        min_peers: The nodes' default ``min_peers`` (see :class:`LocalSwarm`).
+        merge: The nodes' default merge strategy (see :class:`LocalSwarm`).
         rpc: A development chain to use instead of the embedded one (see
             :class:`LocalSwarm`). Defaults to serving the embedded chain.
         admin_key: With ``rpc``: the hex key of a funded account on it.

@@ -263,6 +263,16 @@ def test_a_rotated_svid_is_published_before_the_next_vote(
     assert after == svid_hash(source.svid().leaf) != before
 
 
+def test_peers_are_told_the_advertised_host_not_the_bound_one(
+    chain: ChainServer, tmp_path: Path
+) -> None:
+    _, envs = _swarm(chain, tmp_path, 1, min_peers=1)
+    with SwarmNode(NodeConfig.from_env(envs[0], advertise_host="localhost")) as node:
+        registered = node.ledger.member(dev_accounts()[1].address).endpoint.split()
+        assert [e.rpartition(":")[0] for e in registered] == ["tcp://localhost"] * 2
+        node.sync(node_weights(0, 0), 10)  # and the node works under that name
+
+
 def test_a_node_that_is_not_a_member_is_told_what_to_do(chain: ChainServer, tmp_path: Path) -> None:
     admin, envs = _swarm(chain, tmp_path, 1, min_peers=1)
     admin.remove_member(dev_accounts()[1].address)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +75,46 @@ def test_the_embedded_chain_without_its_extra_says_what_to_install(
     monkeypatch.setitem(sys.modules, "eth_tester", None)  # as if not installed
     with pytest.raises(errors.ConfigurationError, match=r"pip install 'swarmlib\[embedded\]'"):
         connect("embedded")
+
+
+#: What each layer must not import (DESIGN's layer table): a prefix of a module name.
+FORBIDDEN = {
+    "swarmlib/merge.py": ("swarmlib.transport", "swarmlib.ledger", "swarmlib.identity",
+                          "swarmlib.node", "zmq", "web3", "keras", "spiffe"),
+    "swarmlib/params.py": ("swarmlib.", "zmq", "web3", "keras", "spiffe"),
+    "swarmlib/transport": ("swarmlib.merge", "swarmlib.ledger", "swarmlib.identity",
+                           "swarmlib.node", "web3", "keras", "spiffe"),
+    "swarmlib/identity": ("swarmlib.transport", "swarmlib.ledger", "swarmlib.node", "zmq",
+                          "web3", "keras"),
+    "swarmlib/ledger": ("swarmlib.transport", "swarmlib.identity", "swarmlib.node", "zmq",
+                        "keras"),
+    "swarmlib/node": ("keras", "tensorflow", "swarmlib.callback", "swarmlib.testing"),
+}  # fmt: skip
+ALLOWED_EVERYWHERE = ("swarmlib.errors", "swarmlib._files", "swarmlib._version")
+
+
+def _imports(path: Path) -> list[str]:
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "swarmlib":  # `from swarmlib import x`: the package root
+                names += [f"swarmlib.{a.name}" for a in node.names] + ["swarmlib"]
+            else:
+                names.append(node.module)
+    return names
+
+
+def test_dependencies_point_one_way() -> None:
+    root = Path(swarmlib.__file__).parent.parent
+    for where, forbidden in FORBIDDEN.items():
+        target = root / where
+        files = [target] if target.suffix == ".py" else sorted(target.rglob("*.py"))
+        own = where.removesuffix(".py").replace("/", ".")
+        for path in files:
+            for name in _imports(path):
+                if name.startswith(own) or name.startswith(ALLOWED_EVERYWHERE):
+                    continue
+                assert name != "swarmlib", f"{path.name} imports the package root"
+                assert not name.startswith(forbidden), f"{path.relative_to(root)} imports {name}"

@@ -250,9 +250,11 @@ class SwarmNode:
         except BaseException:
             exchange.close()
             raise
-        port = server.endpoint.rpartition(":")[2]
-        # the registered endpoint: control endpoint, then the model-fetch endpoint
-        membership.register(f"{exchange.endpoint} tcp://{c.advertise_host or host}:{port}")
+        # the registered endpoints, where peers dial: control, then model fetch (on the
+        # advertised host: the bound one may be a wildcard, or private behind NAT)
+        public = c.advertise_host or host
+        ports = [ep.rpartition(":")[2] for ep in (exchange.endpoint, server.endpoint)]
+        membership.register(" ".join(f"tcp://{public}:{port}" for port in ports))
         votes = Votes(ledger, c.session, membership.register_if_rotated)
         strategy = get_strategy(rules.merge)
         return _Joined(
