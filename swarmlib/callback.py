@@ -15,7 +15,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import keras
 import numpy as np
@@ -47,6 +47,9 @@ HPE_ARGUMENTS = {
     "trainingContract": "training_contract",
 }
 _CHECKIN = ("inactive", "snapshot", "active")
+#: The callback's rounds: the initial one of a fit, one every ``sync_frequency`` batches, the
+#: final one in ``on_train_end`` (the last two merge alike; history tells them apart).
+RoundKind = Literal["initial", "sync", "final"]
 #: What the callback may do when a sync fails (see ``on_failure``).
 ON_FAILURE = ("stop", "continue", "raise")
 #: The failures ``on_failure`` decides about: the swarm could not merge this time. A
@@ -365,7 +368,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         steps = (self.params or {}).get("steps") or 1
         return int(steps) * self.batch_size
 
-    def _sync(self, kind: str) -> None:
+    def _sync(self, kind: RoundKind) -> None:
         """One round (``kind`` is "initial", "sync" or "final"), failures handled by policy."""
         if self._alone or self._stopped:
             return
@@ -401,7 +404,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if self.verbose:
             print(f"swarm: {message}", flush=True)
 
-    def _merge(self, kind: str) -> None:
+    def _merge(self, kind: RoundKind) -> None:
         assert self.node is not None
         started, started_at = time.perf_counter(), time.time()
         weights = self.model.get_weights()
@@ -429,7 +432,9 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self._votes_s.append(merged.timing["vote_ahead_s"])
         self._record(merged, kind, time.perf_counter() - started, started_at)
 
-    def _record(self, merged: SyncResult, kind: str, seconds: float, started_at: float) -> None:
+    def _record(
+        self, merged: SyncResult, kind: RoundKind, seconds: float, started_at: float
+    ) -> None:
         stats = merged.stats
         record = {
             "round": merged.round,

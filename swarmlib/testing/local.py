@@ -115,6 +115,17 @@ def _worker(
     conn.send(report)
 
 
+def _introduce(conns: list[Connection]) -> None:
+    """Collect every node's (name, endpoint, key) and hand each the whole participant list."""
+    peers = []
+    for i, c in enumerate(conns):
+        if not c.poll(120):
+            raise TransportError(f"node-{i} did not start within 120s")
+        peers.append(c.recv())
+    for c in conns:
+        c.send(peers)
+
+
 def _report(
     i: int, p: Any, c: Connection, deadline: float, say: Callable[[str], None]
 ) -> NodeReport:
@@ -244,13 +255,7 @@ def run_local_exchange(
             procs[-1].start()
             conns.append(parent)
         say(f"started {nodes} node processes (pids {', '.join(str(p.pid) for p in procs)})")
-        peers = []
-        for i, c in enumerate(conns):
-            if not c.poll(120):
-                raise TransportError(f"node-{i} did not start within 120s")
-            peers.append(c.recv())
-        for c in conns:
-            c.send(peers)
+        _introduce(conns)
         deadline = time.monotonic() + rounds * (timeout + 60) + 120
         return [
             _report(i, p, c, deadline, say)
