@@ -258,7 +258,7 @@ class ShardedExchange:
         t1 = time.perf_counter()
         st.stats.keys_s = t1 - started
         for j in st.others:
-            self._send_shard(st, j, CONTRIB, own, weight=weight)
+            self._send_data(st, j, st.contrib_frames(j, own, weight, self._sockets.pool.seal))
         self._pump(st, CONTRIB)
         t2 = time.perf_counter()
         st.stats.scatter_s = t2 - t1
@@ -267,7 +267,7 @@ class ShardedExchange:
         t3 = time.perf_counter()
         st.stats.merge_s = t3 - t2
         for j in st.others:
-            self._send_shard(st, j, MERGED, st.out)
+            self._send_data(st, j, st.merged_frames(j, self._sockets.pool.seal))
         st.merged_own = True
         st.hash_ready_shards()
         self._pump(st, MERGED)
@@ -357,14 +357,11 @@ class ShardedExchange:
         for j in st.others:
             self._send_ctl(st, j, st.key_frames(j, self.data_endpoint, creds))
 
-    def _send_shard(
-        self, st: RoundState, j: int, kind: str, source: np.ndarray, weight: float = 0.0
-    ) -> None:
-        pool = self._sockets.pool
-        frames = st.shard_frames(j, kind, source, weight, pool.seal)
+    def _send_data(self, st: RoundState, j: int, frames: list[Any]) -> None:
+        """Send a sealed shard to ``j``; its buffer is reused once ZeroMQ has sent it."""
         tracker = self._send(st, self._sockets.data(st.data_endpoints[j]), j, frames)
-        if st.encrypted and tracker is not None:  # reusable once ZeroMQ has sent it
-            pool.sent(frames[1], tracker, keep=4 * len(st.peers))
+        if st.encrypted and tracker is not None:
+            self._sockets.pool.sent(frames[1], tracker, keep=4 * len(st.peers))
         st.stats.bytes_sent += len(frames[0]) + len(frames[1])
 
     def _confirm(self, st: RoundState) -> None:

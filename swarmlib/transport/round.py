@@ -285,23 +285,29 @@ class RoundState:
             frames.append(creds)
         return frames
 
-    def shard_frames(
+    def contrib_frames(
+        self, j: int, own: np.ndarray, weight: float, spare: Callable[[int], bytearray | None]
+    ) -> list[Any]:
+        """The ``contrib`` to owner ``j``: shard ``j`` of this node's vector, with its weight."""
+        return self._sealed(j, CONTRIB, j, own, {"w": float(weight)}, spare)
+
+    def merged_frames(self, j: int, spare: Callable[[int], bytearray | None]) -> list[Any]:
+        """The ``merged`` to participant ``j``: the shard this node owns, merged."""
+        return self._sealed(j, MERGED, self.me, self.out, {}, spare)
+
+    def _sealed(
         self,
         j: int,
         kind: str,
+        shard: int,
         source: np.ndarray,
-        weight: float,
+        fields: dict[str, Any],
         spare: Callable[[int], bytearray | None],
     ) -> list[Any]:
-        """A ``contrib`` (shard ``j`` of ``source``) or ``merged`` (this node's) for ``j``.
-
-        Sealed with the key sent to ``j``, into a ``spare`` buffer when one fits.
-        """
-        shard = self.me if kind == MERGED else j
+        """Header and payload for ``j``, sealed with the key sent to ``j`` (into ``spare``)."""
         a, b = self.bounds[shard]
         payload = source[a:b].data.cast("B")
         nonce = crypto.new_nonce() if self.encrypted else b""
-        fields: dict[str, Any] = {"w": float(weight)} if kind == CONTRIB else {}
         header = self.header(
             kind, j, i=shard, dt=self.dtype.str, n=b - a, nonce=nonce.hex(), **fields
         )
