@@ -167,13 +167,20 @@ contract SwarmLedger {
         emit MemberAdded(account, spiffeId, msg.sender);
     }
 
-    /// @notice Takes effect at once: the member can no longer register or vote.
+    /// @notice Takes effect at once: the member can no longer register or vote, it leaves every
+    ///         session, and a vote it cast in a round that has not closed yet is taken back.
     function removeMember(address account) external onlyAdmin {
         Member storage m = members[account];
         if (!m.active) revert NotAMember(account);
         activeMemberCount -= 1;
         m.active = false;
         m.registered = false;
+        for (uint256 i = 0; i < sessionList.length; i++) {
+            bytes32 session = sessionList[i];
+            _leave(session, account);
+            Latest storage l = latest[session];
+            if (l.any) _takeBackVote(rounds[session][l.round][l.attempt], account);
+        }
         emit MemberRemoved(account, msg.sender);
     }
 
@@ -278,17 +285,7 @@ contract SwarmLedger {
     ///         votes again). Nodes call it when they finish; leaving twice does nothing.
     function leave(bytes32 session) external {
         if (!sessions[session].exists) revert UnknownSession(session);
-        Presence storage p = presence[session];
-        if (!p.isPresent[msg.sender]) return;
-        p.isPresent[msg.sender] = false;
-        for (uint256 i = 0; i < p.members.length; i++) {
-            if (p.members[i] == msg.sender) {
-                p.members[i] = p.members[p.members.length - 1];
-                p.members.pop();
-                break;
-            }
-        }
-        emit Left(session, msg.sender);
+        _leave(session, msg.sender);
     }
 
     /// @notice Close a round once `minPeers` voted and the quorum wait has passed.
@@ -442,6 +439,33 @@ contract SwarmLedger {
             }
         }
         emit RoundAgreed(session, round, attempt, r.participants);
+    }
+
+    function _leave(bytes32 session, address member) private {
+        Presence storage p = presence[session];
+        if (!p.isPresent[member]) return;
+        p.isPresent[member] = false;
+        for (uint256 i = 0; i < p.members.length; i++) {
+            if (p.members[i] == member) {
+                p.members[i] = p.members[p.members.length - 1];
+                p.members.pop();
+                break;
+            }
+        }
+        emit Left(session, member);
+    }
+
+    /// @dev A removed member's vote in an open round: out of the participants, order kept.
+    function _takeBackVote(Round storage r, address member) private {
+        if (r.closed || !r.votes[member].voted) return;
+        delete r.votes[member];
+        uint256 n = r.participants.length;
+        for (uint256 i = 0; i < n; i++) {
+            if (r.participants[i] != member) continue;
+            for (uint256 k = i; k + 1 < n; k++) r.participants[k] = r.participants[k + 1];
+            r.participants.pop();
+            break;
+        }
     }
 
     function _startsWithSpiffe(bytes memory id) private pure returns (bool) {

@@ -82,6 +82,19 @@ def test_non_members_and_removed_members_are_refused(swarm: Swarm) -> None:
         swarm.nodes[2].register("tcp://x:1", b"\x01" * 32)
 
 
+def test_a_member_removed_before_its_round_closes_is_taken_out_of_it(swarm: Swarm) -> None:
+    swarm.admin.create_session("s", min_peers=2, quorum_wait=600)
+    for i in (2, 0):
+        swarm.nodes[i].ready("s", 0, 0, 10 * (i + 1))
+    swarm.admin.remove_member(swarm.addr(2))  # its vote is in, the round is still open
+    assert swarm.admin.round("s", 0).participants == (swarm.addr(0),)
+    assert not swarm.admin.vote("s", 0, 0, swarm.addr(2)).voted
+    assert swarm.addr(2) not in swarm.admin.presence("s").members
+    swarm.nodes[1].ready("s", 0, 0, 20)  # the last member the session still expects
+    state = swarm.admin.round("s", 0)
+    assert state.closed and state.participants == (swarm.addr(0), swarm.addr(1))
+
+
 def test_round_closes_when_every_member_voted_in_vote_order(swarm: Swarm) -> None:
     swarm.admin.create_session("s", min_peers=2, quorum_wait=600)
     swarm.nodes[2].ready("s", 0, 0, 30)

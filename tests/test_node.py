@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import requests
+from web3 import Web3
 
 from swarmlib import errors
 from swarmlib.identity import DevCA, FileSource, svid_hash
@@ -299,3 +305,111 @@ def test_an_unreachable_quorum_fails_in_bounded_time(chain: ChainServer, tmp_pat
         with pytest.raises(errors.QuorumTimeout, match=r"1 member\(s\) voted, min_peers is 2"):
             node.sync(node_weights(0, 0), 10)
         assert time.monotonic() - started < 20
+
+
+class _LossyChain:
+    """A JSON-RPC proxy to ``url`` that loses the answer to the first vote it forwards.
+
+    The vote reaches the chain (it is mined), but its sender hears nothing, as when a
+    chain stalls past the client's timeout: the client sends it again.
+    """
+
+    def __init__(self, url: str) -> None:
+        selector = Web3.keccak(text="ready(bytes32,uint64,uint32,uint64,bytes32)")[:4].hex()
+        self.lost = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                answer = requests.post(url, data=body, headers={"Content-Type": "application/json"})
+                request = json.loads(body)
+                raw = str((request.get("params") or [""])[0]) if isinstance(request, dict) else ""
+                is_vote = request.get("method") == "eth_sendRawTransaction" and selector in raw
+                if is_vote and proxy.lost == 0:
+                    proxy.lost += 1
+                    self.close_connection = True
+                    return  # the chain has the vote; its answer is lost
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _start(env: dict[str, str], rounds: int, samples: int) -> tuple[Any, Any]:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=run_node, args=(env, rounds, samples, child), daemon=True)
+    proc.start()
+    return proc, parent
+
+
+def _wait_for_vote(reader: LedgerClient, address: str, round_id: int = 0) -> None:
+    deadline = time.monotonic() + 120
+    while not reader.vote("s", round_id, 0, address).voted:
+        assert time.monotonic() < deadline, "the vote did not arrive"
+        time.sleep(0.1)
+
+
+def test_a_vote_whose_answer_was_lost_is_still_this_nodes_and_it_takes_part(
+    chain: ChainServer, tmp_path: Path
+) -> None:
+    admin, envs = _swarm(chain, tmp_path, 2, min_peers=2)
+    proc, pipe = _start(envs[1], 1, 100)  # node 1 votes first and waits for node 0
+    lossy = _LossyChain(chain.url)
+    try:
+        _wait_for_vote(admin, dev_accounts()[2].address)
+        with SwarmNode(NodeConfig.from_env(envs[0], rpc=lossy.url)) as node:
+            result = node.sync(node_weights(0, 0), 100)  # its vote closes the round
+        assert lossy.lost == 1
+        assert pipe.poll(60)
+        status, rounds = pipe.recv()
+    finally:
+        lossy.close()
+        proc.kill()
+        proc.join(10)
+    assert status == "ok" and result.round == 0
+    assert rounds[0][1] == bytes(node.last_hash).hex()  # the same merged model on both
+
+
+def test_a_member_removed_while_its_vote_is_open_is_not_merged(
+    chain: ChainServer, tmp_path: Path
+) -> None:
+    admin, envs = _swarm(chain, tmp_path, 4, min_peers=3, quorum_wait=600)
+    removed = SwarmNode(NodeConfig.from_env(envs[3]))
+    removed.join()
+    errors_seen: list[BaseException] = []
+
+    def sync_removed() -> None:
+        try:
+            removed.sync(node_weights(3, 0), 100)
+        except BaseException as e:  # reported to the test
+            errors_seen.append(e)
+
+    try:
+        removed.vote_ahead(100)
+        _wait_for_vote(admin, dev_accounts()[4].address)
+        admin.remove_member(dev_accounts()[4].address)  # after its vote, before the round closes
+        worker = threading.Thread(target=sync_removed)
+        worker.start()
+        out = _run(envs[:3], 1, [100, 100, 100])
+        worker.join(120)
+    finally:
+        removed.leave()
+    assert all(status == "ok" for status, *_ in out), out
+    merged = np.concatenate([np.ravel(a) for a in out[0][1][0][2]])  # type: ignore[index]
+    expected = Mean()([np.concatenate([w.ravel() for w in node_weights(i, 0)]) for i in range(3)])
+    np.testing.assert_allclose(merged, expected, rtol=1e-5, atol=1e-6)
+    assert len(errors_seen) == 1 and isinstance(errors_seen[0], errors.NotAMember)

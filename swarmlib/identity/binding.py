@@ -120,7 +120,7 @@ class Credentials:
             )  # fmt: skip
             chain = tuple(base64.b64decode(c, validate=True) for c in obj["chain"])
             return cls(chain, binding, base64.b64decode(obj["sig"], validate=True))
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise PeerIdentityRejected(
                 f"malformed identity credentials: {e}", reason="malformed"
             ) from e

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted
 from web3.types import TxReceipt
@@ -179,10 +180,16 @@ class Signer:
                 "eth_sendRawTransaction",
             )
         except Exception as e:
-            self._nonce = None
-            if "nonce" in str(e).lower():
-                raise _StaleNonce(str(e)) from e
-            raise
+            # a send whose answer was lost (a stalled chain, a dropped connection) may have
+            # reached the chain: then its retry is refused (nonce used), and the transaction
+            # is this one, already on its way; it must not be signed again as another
+            if not self._known(signed.hash):
+                self._nonce = None
+                if "nonce" in str(e).lower():
+                    raise _StaleNonce(str(e)) from e
+                raise
+            logger.warning("%s: the chain had it already (its answer was lost); waiting", what)
+            tx_hash = signed.hash
         self._nonce += 1
         self._spendable -= cost
         try:
@@ -212,6 +219,14 @@ class Signer:
             "%s mined in block %d, gas %d", what, receipt["blockNumber"], receipt["gasUsed"]
         )
         return receipt
+
+    def _known(self, tx_hash: HexBytes) -> bool:
+        """Whether the chain knows a transaction (pending or mined); False if it cannot say."""
+        try:
+            self._call(lambda: self.w3.eth.get_transaction(tx_hash), "eth_getTransactionByHash")
+        except Exception:  # not found, or the chain is still unreachable
+            return False
+        return True
 
     def _fee_fields(self) -> tuple[dict[str, int], int]:
         """EIP-1559 fields (or a legacy gas price), and the most a unit of gas may cost."""

@@ -382,6 +382,14 @@ class SwarmNode:
                 continue
             t1 = time.perf_counter()
             state, members = self._agreed(j, cast, attempt, receipt)
+            if j.account.address not in state.participants:
+                raise NotAMember(
+                    f"Round {self.round} closed without this node's vote: an admin removed "
+                    f"{j.account.address} from the swarm while the round was open. Ask an "
+                    "admin to add it again (swarmlib member add).",
+                    error="NotAMember",
+                    args=(j.account.address,),
+                )
             if catching_up:
                 catching_up = False
                 vector = self._catch_up(j, state, vector)
@@ -433,14 +441,26 @@ class SwarmNode:
         n_samples: int,
         timing: dict[str, float],
     ) -> tuple[Any, EarlyVote | None]:
-        """This attempt's vote: the one cast ahead (raising what it raised), or a new one."""
-        if early is not None:
-            cast = early.result()
-            timing["vote_ahead_s"] = cast.seconds
-            return cast.receipt, cast
-        receipt = j.ledger.ready(self.config.session, self.round, attempt, n_samples,
-                                 self.last_hash)  # fmt: skip
-        return receipt, None
+        """This attempt's vote: the one cast ahead (raising what it raised), or a new one.
+
+        A vote refused because its round closed may have been this node's own, sent
+        before (its answer lost to a stalled chain): the chain says, and then the node
+        takes part (``(None, None)``: the round is read from the chain).
+        """
+        try:
+            if early is not None:
+                cast = early.result()
+                timing["vote_ahead_s"] = cast.seconds
+                return cast.receipt, cast
+            receipt = j.ledger.ready(self.config.session, self.round, attempt, n_samples,
+                                     self.last_hash)  # fmt: skip
+            return receipt, None
+        except RoundClosed:
+            mine = j.ledger.vote(self.config.session, self.round, attempt, j.account.address)
+            if not mine.voted:
+                raise
+            logger.warning("Round %d attempt %d has this node's vote already", self.round, attempt)
+            return None, None
 
     def _agreed(
         self, j: _Joined, cast: EarlyVote | None, attempt: int, receipt: Any

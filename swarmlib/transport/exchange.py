@@ -51,6 +51,7 @@ from swarmlib.transport.framing import (
     REDUCE,
 )
 from swarmlib.transport.round import (
+    MALFORMED,
     Peer,
     RoundResult,
     RoundState,
@@ -155,6 +156,7 @@ class ShardedExchange:
         self.name = name or self.endpoint
         self._early: deque[tuple[dict[str, Any], str, list[bytes]]] = deque(maxlen=_EARLY_LIMIT)
         self._last_round: tuple[int, int] | None = None
+        self._blamed: set[tuple[str, str]] = set()  # (sender, channel) already warned about
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -437,11 +439,28 @@ class ShardedExchange:
         progressed = False
         self._resend_refused(st)
         for sock, frames in self._sockets.poll(wait_s):
-            if sock is self._sockets.ctl_in:
-                progressed |= st.on_control_frames(frames, self._early)
-            else:
-                progressed |= st.on_data_frames(frames)
+            control = sock is self._sockets.ctl_in
+            try:
+                if control:
+                    progressed |= st.on_control_frames(frames, self._early)
+                else:
+                    progressed |= st.on_data_frames(frames)
+            except Exception as e:  # no frame from anyone ends the round: drop it and go on
+                self._unexpected(st, frames, control, e)
         return progressed
+
+    def _unexpected(
+        self, st: RoundState, frames: list[zmq.Frame], control: bool, error: Exception
+    ) -> None:
+        """A message that made a check raise: dropped, counted, logged once per sender and kind."""
+        try:
+            sender = str(frames[0].get("User-Id")) if control else "an unauthenticated sender"
+        except zmq.ZMQError:
+            sender = "an unknown sender"
+        kind = "control" if control else "data"
+        level = logging.DEBUG if (sender, kind) in self._blamed else logging.WARNING
+        self._blamed.add((sender, kind))
+        st.drop(MALFORMED, f"{kind} message from {sender} raised {error!r}", level)
 
     def _grace(self, st: RoundState, done: Callable[[], bool]) -> None:
         """Before blaming peers for a timeout, give their own aborts a moment to arrive."""

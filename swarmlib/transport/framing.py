@@ -40,6 +40,7 @@ __all__ = [
     "FETCH",
     "KEY",
     "MAX_HEADER_BYTES",
+    "MAX_INT",
     "MERGED",
     "MODEL",
     "PROTOCOL_VERSION",
@@ -63,6 +64,9 @@ MODEL = "model"
 
 #: dtypes allowed on the wire (little-endian floats).
 WIRE_DTYPES = frozenset({"<f2", "<f4", "<f8"})
+#: Largest integer a header field may hold (round, attempt, index, length, weight).
+MAX_INT = 2**63 - 1
+_HEX = frozenset("0123456789abcdef")
 
 _COMMON: dict[str, type] = {"v": int, "k": str, "r": int, "a": int, "s": int, "t": int}
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -119,15 +123,27 @@ def parse_header(raw: bytes | memoryview) -> tuple[dict[str, Any] | None, str]:
     for name, kind in expected.items():
         if not _is(header[name], kind):
             return None, f"field {name!r} has the wrong type"
+    return _check_values(header)
+
+
+def _check_values(header: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """Ranges of a header whose fields have the right types (every check is total)."""
     for name in ("r", "a", "s", "t", "n", "i", "q"):
-        if name in header and header[name] < 0:
-            return None, f"field {name!r} is negative"
+        if name in header and not 0 <= header[name] <= MAX_INT:
+            return None, f"field {name!r} is out of range"
     if "dt" in header and header["dt"] not in WIRE_DTYPES:
         return None, f"dtype {header['dt']!r} is not allowed on the wire"
-    if "w" in header and not math.isfinite(header["w"]):
-        return None, "weight is not finite"
-    if "nonce" in header and header["nonce"] and len(header["nonce"]) != 24:
-        return None, "nonce is not 12 bytes"
+    if "w" in header:
+        weight = header["w"]
+        if isinstance(weight, int) and abs(weight) > MAX_INT:
+            return None, "weight is out of range"
+        if not math.isfinite(weight):
+            return None, "weight is not finite"
+    nonce = header.get("nonce")
+    if nonce and (len(nonce) != 24 or not set(nonce) <= _HEX):
+        return None, "nonce is not 12 bytes of lower-case hex"
+    if "c" in header and not all(_is(c, int) and 0 <= c <= MAX_INT for c in header["c"]):
+        return None, "culprits are not participant indices"
     return header, ""
 
 

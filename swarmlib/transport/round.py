@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PENDING_LIMIT = 8  # shards held per sender while its key is still on the way
+_TCP_ENDPOINT = re.compile(r"tcp://[A-Za-z0-9.\-\[\]:]{1,255}:[0-9]{1,5}")
 
 #: Why a message was dropped (the keys of :attr:`RoundStats.drops`).
 MALFORMED = "malformed"  # unparsable, or of the wrong size, shape, dtype or channel
@@ -468,6 +470,11 @@ class RoundState:
             self.encrypted and len(frames[1]) != crypto.KEY_BYTES
         ):
             return self.drop(MALFORMED, f"key message from {self.peers[j].name} is malformed")
+        if not _TCP_ENDPOINT.fullmatch(header["data"]):
+            self.abort = self.reject(
+                j, f"its data endpoint {header['data'][:80]!r} is not tcp://host:port"
+            )
+            return True
         if self.verify_peer is not None:
             refusal = self._check_identity(j, frames[-1].bytes if header["cred"] else None)
             if refusal is not None:
@@ -487,7 +494,9 @@ class RoundState:
             if creds is None:
                 raise IdentityError(f"{peer.name} sent no identity credentials")
             self.verify_peer(peer, creds)
-        except SwarmError as e:
+        except Exception as e:  # a peer's bytes must not end this node: any failure refuses
+            if not isinstance(e, SwarmError):
+                logger.debug("verify_peer raised %r on %s's credentials", e, peer.name)
             claimed = getattr(e, "claimed", None) or "no identity"
             logger.warning(
                 "%s refused %s (claims %s, CURVE key %s): %s",
@@ -536,6 +545,8 @@ class RoundState:
                 f"{header['dt']}, length {header['n']}; expected {shard}, {self.dtype.str}, "
                 f"{b - a}",
             )
+        if self.encrypted and not header["nonce"]:
+            return self.drop(MALFORMED, f"{kind} shard from {self.peers[j].name} has no nonce")
         expected = payload_nbytes(header) + (crypto.TAG_BYTES if self.encrypted else 0)
         if len(payload) != expected:
             return self.drop(
@@ -576,7 +587,11 @@ class RoundState:
         self.stats.bytes_received += len(raw) + len(payload)
         if kind == CONTRIB:
             self.contribs[j] = (target, float(header["w"]))
-        else:
-            self.merged_from.add(j)
-            self.hash_ready_shards()
+            return True
+        if not np.isfinite(target).all():  # an owner's merge of finite updates is finite
+            target[:] = 0
+            self.abort = self.reject(j, "the merged shard it owns holds NaN or Inf")
+            return True
+        self.merged_from.add(j)
+        self.hash_ready_shards()
         return True
