@@ -161,10 +161,14 @@ def _member(args: argparse.Namespace) -> int:
 
 
 def _session_create(args: argparse.Namespace) -> int:
+    from swarmlib.ledger import SessionRules
     from swarmlib.merge import get_strategy
+    from swarmlib.node.rules import check_feasible
 
-    client = _client(args, signed=True)
     merge = get_strategy(args.merge).spec
+    if args.min_peers:
+        check_feasible(SessionRules(args.min_peers, merge), args.name)
+    client = _client(args, signed=True)
     client.create_session(
         args.name,
         min_peers=args.min_peers or 0,

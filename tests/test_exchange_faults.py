@@ -46,14 +46,16 @@ def _run(
 ) -> list[RoundResult | BaseException]:
     peers = kw.pop("peers", None) or _peers(exchanges)
     name = kw.pop("strategy", "mean")
-    kw["merge"] = (First() if name == "first" else get_strategy(name)).sharded()
+    default = (First() if name == "first" else get_strategy(name)).sharded()
+    merges = kw.pop("merges", None) or [None] * len(exchanges)
     delays = kw.pop("delays", None) or [0.0] * len(exchanges)
     out: list[RoundResult | BaseException] = [RuntimeError("did not run")] * len(exchanges)
 
     def work(i: int) -> None:
         time.sleep(delays[i])
         try:
-            out[i] = exchanges[i].run_round(peers, vectors[i], round_id=round_id, **kw)
+            merge = merges[i] or default
+            out[i] = exchanges[i].run_round(peers, vectors[i], round_id=round_id, merge=merge, **kw)
         except BaseException as e:  # reported to the test
             out[i] = e
 

@@ -251,6 +251,16 @@ def test_the_first_node_fixes_the_rules_and_one_that_disagrees_is_refused_before
     assert admin.latest_round("s") is None  # the refused nodes never voted: nobody waits on them
 
 
+def test_a_merge_that_cannot_run_on_min_peers_participants_is_refused_before_it_is_fixed(
+    chain: ChainServer, tmp_path: Path
+) -> None:
+    admin, envs = _swarm(chain, tmp_path, 1, min_peers=None)
+    node = SwarmNode(NodeConfig.from_env(envs[0], min_peers=3, merge="krum"))
+    with pytest.raises(errors.ConfigurationError, match=r"krum\(f=1\) needs at least 5 .*=3"):
+        node.join()
+    assert admin.session_rules("s") is None  # nothing was fixed on chain
+
+
 def test_a_rotated_svid_is_published_before_the_next_vote(
     chain: ChainServer, tmp_path: Path
 ) -> None:

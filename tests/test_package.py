@@ -118,3 +118,14 @@ def test_dependencies_point_one_way() -> None:
                     continue
                 assert name != "swarmlib", f"{path.name} imports the package root"
                 assert not name.startswith(forbidden), f"{path.relative_to(root)} imports {name}"
+
+
+def test_cli_refuses_a_session_whose_merge_cannot_run_on_min_peers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "admin.key"
+    key.write_text("0x" + "11" * 32)
+    argv = ["session", "create", "--rpc", "http://127.0.0.1:9", "--contract", "0x" + "12" * 20,
+            "--key", str(key), "--name", "s", "--min-peers", "3", "--merge", "krum"]  # fmt: skip
+    assert main(argv) == 1  # refused before any chain is asked
+    assert "needs at least 5 participants" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from swarmlib.errors import ConfigurationError, RulesAlreadyFixed
 from swarmlib.ledger import DEFAULT_MERGE, LedgerClient, SessionRules
 from swarmlib.merge import get_strategy
 
-__all__ = ["agree_rules", "canonical_merge", "check_rules"]
+__all__ = ["agree_rules", "canonical_merge", "check_feasible", "check_rules"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,24 @@ def canonical_merge(name: str) -> str:
         ConfigurationError: an unknown strategy or bad parameters.
     """
     return get_strategy(name).spec
+
+
+def check_feasible(rules: SessionRules, session: str) -> None:
+    """Raise if the session's merge cannot run on a round of ``min_peers`` participants.
+
+    Krum with ``f`` tolerates ``f`` Byzantine peers only among at least ``2f + 3``; a
+    trimmed mean with ``k`` needs more than ``2k``. A round may close with ``min_peers``.
+
+    Raises:
+        ConfigurationError: naming the strategy's need and the session's ``min_peers``.
+    """
+    strategy = get_strategy(rules.merge)
+    if strategy.min_peers > rules.min_peers:
+        raise ConfigurationError(
+            f"Session {session!r}: merge {strategy.spec} needs at least {strategy.min_peers} "
+            f"participants in a round, but a round may close with min_peers="
+            f"{rules.min_peers}. Raise min_peers to {strategy.min_peers}, or choose another merge."
+        )
 
 
 def check_rules(
@@ -69,6 +87,7 @@ def agree_rules(
                 "--min-peers N`."
             )
         wanted = SessionRules(min_peers, canonical_merge(merge or DEFAULT_MERGE))
+        check_feasible(wanted, session)  # before it is fixed for good
         try:
             ledger.fix_rules(session, wanted)
             logger.info("Fixed the rules of session %r: %s", session, wanted)
@@ -77,4 +96,5 @@ def agree_rules(
             agreed = ledger.session_rules(session)
             assert agreed is not None
     check_rules(agreed, session, min_peers=min_peers, merge=merge)
+    check_feasible(agreed, session)
     return agreed
