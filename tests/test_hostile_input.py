@@ -8,7 +8,10 @@ as anyone on the network could open to a node's data port.
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -187,3 +190,18 @@ def test_the_merged_vector_hash_is_over_finite_values_only() -> None:
     assert isinstance(state.abort, PeerRejected) and state.abort.culprits == ("p1",)
     assert 1 not in state.merged_from and np.isfinite(state.out).all()
     assert state.hasher.hexdigest() == hashlib.sha256().hexdigest()  # nothing hashed
+
+
+@pytest.mark.slow
+def test_a_live_swarm_under_a_flood_of_malformed_frames_keeps_merging() -> None:
+    """The short form of benchmarks/fuzz.py: 3 node processes, a fourth attacking node 0."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "fuzz.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--cases", "600", "--seconds", "8"],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.endswith("crashed=0 hung=0 mismatched=0"), done.stdout[-3000:] + done.stderr[-3000:]
+    assert int(last.split("cases=")[1].split()[0]) >= 600
+    rounds = int(done.stdout.split(" rounds merged")[0].rsplit("fuzz: ", 1)[1])
+    assert rounds >= 3 and done.returncode == 0

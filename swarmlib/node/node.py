@@ -166,6 +166,16 @@ class SwarmNode:
     def spiffe_id(self) -> str:
         return self._state("spiffe_id").identity.spiffe_id
 
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """Where this node listens: ``control`` (CURVE), ``data`` (sealed shards), ``fetch``."""
+        j = self._state("endpoints")
+        return {
+            "control": j.exchange.endpoint,
+            "data": j.exchange.data_endpoint,
+            "fetch": j.model_server.endpoint,
+        }
+
     # ------------------------------------------------------------------ join
 
     def expect(self, *, min_peers: int | None = None, merge: str | None = None) -> None:

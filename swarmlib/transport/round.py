@@ -338,10 +338,16 @@ class RoundState:
     # ----------------------------------------------------------------- errors
 
     def drop(self, kind: str, reason: str, level: int = logging.WARNING) -> bool:
-        """Count (by ``kind``) and log a message that is not taken; returns False."""
+        """Count (by ``kind``) and log a message that is not taken; returns False.
+
+        Only the first drop of each kind in a round is logged at ``level``; the rest
+        at debug level, so that a flood of junk does not flood the log too.
+        """
         self.stats.dropped += 1
-        self.stats.drops[kind] = self.stats.drops.get(kind, 0) + 1
-        logger.log(level, "%s dropped a message: %s", self.name, reason)
+        seen = self.stats.drops.get(kind, 0)
+        self.stats.drops[kind] = seen + 1
+        logger.log(level if not seen else logging.DEBUG, "%s dropped a message: %s%s",
+                   self.name, reason, "" if not seen else " (and more of its kind)")  # fmt: skip
         return False
 
     def reject(self, j: int, reason: str) -> PeerRejected:
