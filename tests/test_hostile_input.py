@@ -205,3 +205,22 @@ def test_a_live_swarm_under_a_flood_of_malformed_frames_keeps_merging() -> None:
     assert int(last.split("cases=")[1].split()[0]) >= 600
     rounds = int(done.stdout.split(" rounds merged")[0].rsplit("fuzz: ", 1)[1])
     assert rounds >= 3 and done.returncode == 0
+
+
+def test_a_message_that_makes_a_check_raise_is_dropped_and_the_round_goes_on(
+    nodes: list[ShardedExchange], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # stands in for a check that has a bug: whatever a check raises, the node goes on
+    checked = RoundState.on_data
+
+    def on_data(self: RoundState, header: dict[str, Any], raw: bytes, payload: zmq.Frame) -> bool:
+        if header["r"] == 999:
+            raise RuntimeError("a check that fell over")
+        return checked(self, header, raw, payload)
+
+    monkeypatch.setattr(RoundState, "on_data", on_data)
+    _inject(nodes[0].data_endpoint, [[encode_header(CONTRIB, **{**GOOD, "r": 999}), b"\0" * 32]])
+    assert nodes[0].wait_for_traffic(5)
+    res = _results(_run(nodes, _vectors(3)))
+    np.testing.assert_array_equal(res[0].vector, Mean()(_vectors(3)))
+    assert res[0].stats.drops == {"malformed": 1}

@@ -107,25 +107,30 @@ class ModelServer:
         while not self._stop.is_set():
             if not poller.poll(100):
                 continue
-            frames = self._sock.recv_multipart()
-            if len(frames) != 2:
-                continue
-            ident, raw = frames
-            header, why = parse_header(raw)
-            if header is None or header["k"] != FETCH:
-                logger.info("Dropped a malformed fetch request: %s", why or "not a fetch")
-                continue
-            with self._lock:
-                held = self._models.get(header["h"])
-            if held is None:
-                reply = encode_header(MODEL, r=0, a=0, s=0, t=0, h=header["h"], dt="<f4", n=0,
-                                      ok=False)  # fmt: skip
-                self._sock.send_multipart([ident, reply])
-                continue
-            round_id, vector = held
-            reply = encode_header(MODEL, r=round_id, a=0, s=0, t=0, h=header["h"],
-                                  dt=vector.dtype.str, n=int(vector.size), ok=True)  # fmt: skip
-            self._sock.send_multipart([ident, reply, vector.data], copy=False)
+            try:
+                self._answer(self._sock.recv_multipart())
+            except Exception as e:  # no request ends the server: log it and serve the next
+                logger.warning("A fetch request raised %r; dropped", e)
+
+    def _answer(self, frames: list[bytes]) -> None:
+        if len(frames) != 2:
+            return
+        ident, raw = frames
+        header, why = parse_header(raw)
+        if header is None or header["k"] != FETCH:
+            logger.info("Dropped a malformed fetch request: %s", why or "not a fetch")
+            return
+        with self._lock:
+            held = self._models.get(header["h"])
+        if held is None:
+            reply = encode_header(MODEL, r=0, a=0, s=0, t=0, h=header["h"], dt="<f4", n=0,
+                                  ok=False)  # fmt: skip
+            self._sock.send_multipart([ident, reply])
+            return
+        round_id, vector = held
+        reply = encode_header(MODEL, r=round_id, a=0, s=0, t=0, h=header["h"],
+                              dt=vector.dtype.str, n=int(vector.size), ok=True)  # fmt: skip
+        self._sock.send_multipart([ident, reply, vector.data], copy=False)
 
     def close(self) -> None:
         """Stop answering and release the socket."""
