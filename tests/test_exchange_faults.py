@@ -354,7 +354,7 @@ def test_bad_arguments_are_refused(nodes: list[ShardedExchange]) -> None:
 
 def test_rounds_only_go_forward(nodes: list[ShardedExchange]) -> None:
     vecs = _vectors(3)
-    _results(_run(nodes, vecs, round_id=3, merge=MEAN))
+    _results(_run(nodes, vecs, round_id=3))
     with pytest.raises(ConfigurationError, match=r"retry a failed round as `attempt \+ 1`"):
         nodes[0].run_round(_peers(nodes), vecs[0], round_id=3, merge=MEAN)
     with pytest.raises(ConfigurationError, match="only go forward"):
