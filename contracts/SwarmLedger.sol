@@ -6,7 +6,8 @@ pragma solidity 0.8.30;
 ///         Admins add members (an Ethereum address bound to a SPIFFE ID); members register their
 ///         transport endpoint, CURVE public key and SVID certificate hash, then vote `ready` once
 ///         per round. A round closes when `minPeers` have voted and either every member the
-///         session expects has voted or the quorum wait has passed; its participant list is frozen
+///         session expects has voted or the quorum wait has passed (`minPeers` voters say so by
+///         their own clocks with `askToClose`, or the block clock does); its participant list is frozen
 ///         in vote order. A failed attempt is retried as `attempt + 1`.
 ///         Until a session's first round closes it expects every active member. After
 ///         that it expects the members present: those who took part in the last closed attempt,
@@ -52,6 +53,8 @@ contract SwarmLedger {
         bool closed;
         address[] participants;
         mapping(address => Vote) votes;
+        uint32 asks;
+        mapping(address => bool) asked;
     }
 
     struct Latest {
@@ -116,6 +119,7 @@ contract SwarmLedger {
     error QuorumNotReached(uint256 votes, uint32 minPeers);
     error QuorumWaitNotOver(uint64 until);
     error RoundNotOpen(bytes32 session, uint64 round, uint32 attempt);
+    error NotVoted(address member, uint64 round, uint32 attempt);
 
     modifier onlyAdmin() {
         if (!isAdmin[msg.sender]) revert NotAdmin(msg.sender);
@@ -303,6 +307,25 @@ contract SwarmLedger {
         _close(session, round, attempt, r, p);
     }
 
+    /// @notice A voter whose own clock says the quorum wait has passed asks to close the round;
+    ///         once `minPeers` voters asked, it closes without the members it still expects.
+    ///         Block time is no good measure of that wait: chains that mine a block per
+    ///         transaction run their clock ahead (a block at least a second after the last),
+    ///         and no block comes while everyone waits.
+    function askToClose(bytes32 session, uint64 round, uint32 attempt) external onlyActiveMember {
+        Session storage s = sessions[session];
+        if (!s.exists) revert UnknownSession(session);
+        Round storage r = rounds[session][round][attempt];
+        if (r.closed) revert RoundClosed(session, round, attempt);
+        if (!r.votes[msg.sender].voted) revert NotVoted(msg.sender, round, attempt);
+        if (!r.asked[msg.sender]) {
+            r.asked[msg.sender] = true;
+            r.asks += 1;
+        }
+        Presence storage p = presence[session];
+        if (_closable(s, p, r)) _close(session, round, attempt, r, p);
+    }
+
     // ------------------------------------------------------------------- views
 
     function getMember(address account)
@@ -417,7 +440,8 @@ contract SwarmLedger {
         uint256 votes = r.participants.length;
         if (votes < s.minPeers) return false;
         uint256 expected = p.started ? p.members.length : activeMemberCount;
-        return votes >= expected || block.timestamp >= r.openedAt + s.quorumWait;
+        return votes >= expected || r.asks >= s.minPeers
+            || block.timestamp >= r.openedAt + s.quorumWait;
     }
 
     function _close(
@@ -459,6 +483,10 @@ contract SwarmLedger {
     function _takeBackVote(Round storage r, address member) private {
         if (r.closed || !r.votes[member].voted) return;
         delete r.votes[member];
+        if (r.asked[member]) {
+            r.asked[member] = false;
+            r.asks -= 1;
+        }
         uint256 n = r.participants.length;
         for (uint256 i = 0; i < n; i++) {
             if (r.participants[i] != member) continue;

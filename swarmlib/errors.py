@@ -45,6 +45,7 @@ inherit the builtin they resemble, so ``except TimeoutError`` still works for a
             ├── PreviousAttemptOpen          attempt n+1 before attempt n closed
             ├── QuorumNotReached             fewer than min_peers voted
             ├── QuorumWaitNotOver            closing before the quorum wait passed
+            ├── NotVoted                     asking to close a round this member did not vote in
             └── RoundNotOpen                 nobody voted in that round attempt yet
 
 Messages that are merely *foreign* (a non-participant, another round, a replay,
@@ -82,6 +83,7 @@ __all__ = [
     "NotAMember",
     "NotAdmin",
     "NotRegistered",
+    "NotVoted",
     "PeerIdentityRejected",
     "PeerRejected",
     "PeerTimeout",
@@ -387,6 +389,12 @@ class RulesNotFixed(ContractRevert):
     """Nobody fixed the session's rules yet, so no vote can be taken."""
 
     hint = "the session's rules are not fixed yet: a node fixes them when it joins (SwarmNode.join)"
+
+
+class NotVoted(ContractRevert):
+    """Only a member that voted in a round attempt may ask to close it."""
+
+    hint = "only a member that voted in that round attempt may ask to close it"
 
 
 class RoundNotOpen(ContractRevert):

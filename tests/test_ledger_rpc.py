@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,3 +194,40 @@ def test_the_chain_server_answers_a_repeated_read_anew_after_every_transaction()
         assert w3.eth.block_number == block + 2
     finally:
         server.stop()
+
+
+def test_a_round_missing_a_dead_member_closes_after_the_quorum_wait_whatever_the_chain_clock(
+    rpc: str,
+) -> None:
+    """The chain's block clock may run far from the wall clock (each block at least a second
+    after the last, on chains that mine one block per transaction); the quorum wait is the
+    participants' own: it passes without any new transaction."""
+    w3 = connect(rpc)
+    admin_acct, *node_accts = _funded_accounts(rpc, 4)
+    admin = LedgerClient.deploy(w3, admin_acct, rpc=rpc)
+    nodes = [LedgerClient(w3, admin.address, a, rpc=rpc) for a in node_accts]
+    for i, node in enumerate(nodes):
+        admin.add_member(node.account.address, f"spiffe://swarm.test/node-{i}")  # type: ignore[union-attr]
+        node.register(f"tcp://127.0.0.1:{7100 + i}", bytes([i + 1]) * 32)
+    for _ in range(30):  # 30 blocks in a second or two: the block clock runs ~30 s ahead
+        admin.fund(admin_acct.address, 1)
+    admin.create_session("s", min_peers=2, quorum_wait=2, round_timeout=60)
+    nodes[0].ready("s", 0, 0, 10)
+    nodes[1].ready("s", 0, 0, 10)  # nodes[2] is dead: it never votes
+    got: dict[int, object] = {}
+
+    def wait(i: int) -> None:
+        try:
+            got[i] = nodes[i].wait_for_round("s", 0, timeout=15)
+        except Exception as e:  # reported below
+            got[i] = e
+
+    threads = [threading.Thread(target=wait, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for i in (0, 1):
+        state = got[i]
+        assert not isinstance(state, Exception), state
+        assert state.closed and len(state.participants) == 2  # type: ignore[attr-defined]

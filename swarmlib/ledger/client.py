@@ -482,6 +482,17 @@ class LedgerClient:
             f"closeRound(round {round_id}, attempt {attempt})",
         )
 
+    def ask_to_close(self, session: str, round_id: int, attempt: int = 0) -> TxReceipt:
+        """Say, as a voter of the round, that the quorum wait has passed by this node's clock.
+
+        The round closes once ``min_peers`` of its voters have asked (or by the
+        contract's other rules), without the members it still expects.
+        """
+        return self._send(
+            self.contract.functions.askToClose(session_id(session), round_id, attempt),
+            f"askToClose(round {round_id}, attempt {attempt})",
+        )
+
     def leave(self, session: str) -> TxReceipt:
         """Stop training in ``session``: its rounds no longer wait for this member.
 

@@ -3,10 +3,19 @@
 A round's state changes only with a transaction, so a waiting node reads the
 round again only when a new block has been mined (reading the block number costs
 the chain far less than running the contract: on the embedded chain, 4 ms
-against 25 ms). A node with an account asks the contract to close the round
-when a new block may have made it closable, once the quorum wait has passed by
-the local clock, and every few seconds in between (clocks differ); the contract
-judges, by its own clock.
+against 25 ms).
+
+Which clock measures the quorum wait: the voters' own. Once a voter has waited
+``quorum_wait`` seconds by its monotonic clock it asks the contract to close the
+round (``askToClose``, one transaction); the round closes when ``min_peers``
+voters have asked. Block time cannot be trusted for it: a chain that mines a
+block per transaction (the embedded chain, anvil without ``--block-time``) puts
+every block at least a second after the last, so its clock runs ahead of the
+wall clock when transactions come fast, and no block at all comes while every
+live node waits. The contract's block-time rule stays, for chains with a block
+period: a node also asks it to close the round when a new block may have made it
+closable, once the wait has passed by the chain's own timestamps, and every few
+seconds in between.
 """
 
 from __future__ import annotations
@@ -44,6 +53,9 @@ class RoundWaiter:
         self.info = client.session(session)
         self.limit = float(self.info.round_timeout if timeout is None else timeout)
         self._next_close = 0.0
+        # the quorum wait by this node's clock, from when it began waiting (it has voted)
+        self._wait_over_at = time.monotonic() + self.info.quorum_wait
+        self._asked = False
 
     def wait(self, poll: float, max_poll: float, sleep: Callable[[float], object]) -> RoundInfo:
         """Poll with backoff (``poll`` up to ``max_poll`` s) until the round closes."""
@@ -79,7 +91,14 @@ class RoundWaiter:
 
     def _try_close(self, state: RoundInfo, changed: bool) -> bool:
         """Ask the contract to close the round, when it may be closable; True if it is closed."""
-        # by the local clock, and every few seconds in case the chain's clock is ahead
+        if not self._asked and time.monotonic() >= self._wait_over_at and self._is_voter(state):
+            self._asked = True
+            try:  # the wait is over by this node's clock: the chain's may say otherwise
+                self.client.ask_to_close(self.session, self.round_id, self.attempt)
+                return True
+            except (errors.RoundClosed, TransactionFailed):
+                return True  # closed meanwhile
+        # by the chain's clock: when a block came, and every few seconds in between
         wait_over = time.time() >= state.opened_at + self.info.quorum_wait
         if not (changed or wait_over or time.monotonic() >= self._next_close):
             return False
@@ -91,6 +110,10 @@ class RoundWaiter:
             return True  # another participant closed it (maybe in the same block)
         except errors.QuorumWaitNotOver:
             return False
+
+    def _is_voter(self, state: RoundInfo) -> bool:
+        account = self.client.account
+        return account is not None and account.address in state.participants
 
     def _raise_if_ended(self) -> None:
         """After the quorum wait, too few members left in the session: the round never closes.
