@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -90,6 +91,14 @@ class _Server(ThreadingHTTPServer):
         super().__init__(*args, **kwargs)
         self.connections: set[socket.socket] = set()  # kept alive, closed by ChainServer.stop
         self.connections_lock = threading.Lock()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer (a node killed, say) is no error of the chain."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (BrokenPipeError, ConnectionResetError)):
+            logger.debug("%s went away before its answer: %s", client_address, error)
+            return
+        super().handle_error(request, client_address)
 
 
 class ChainServer:
