@@ -27,17 +27,21 @@ logger = logging.getLogger(__name__)
 _FETCH_TIMEOUT_S = 10.0  # longest wait for one participant's model
 
 
-def round_to_join(ledger: LedgerClient, session: str, refused: int) -> int:
-    """The round a node whose vote for round ``refused`` came too late votes in instead.
+def round_to_join(ledger: LedgerClient, session: str, refused: int) -> tuple[int, int]:
+    """The round and attempt a node whose vote for round ``refused`` came too late votes in.
 
-    The highest round anyone voted in, if it is still open and ahead; else the
-    one after it (or after ``refused``).
+    The highest round and attempt anyone voted in, if it is still open and not
+    behind (a retried attempt of the very round refused included: the swarm may
+    need this node's vote to reach ``min_peers`` in it); else attempt 0 of the
+    round after it (or after ``refused``).
     """
     latest = ledger.latest_round(session)
     if latest is None:
-        return refused + 1
-    current, _, closed = latest
-    return current if not closed and current > refused else max(current, refused) + 1
+        return refused + 1, 0
+    current, attempt, closed = latest
+    if not closed and current >= refused:
+        return current, attempt
+    return max(current, refused) + 1, 0
 
 
 def fetch_swarm_model(

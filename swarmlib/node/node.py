@@ -40,6 +40,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from swarmlib.errors import (
+    AlreadyVoted,
     ConfigurationError,
     IdentityError,
     NotAMember,
@@ -382,13 +383,12 @@ class SwarmNode:
             except RoundClosed:
                 # the round was agreed without this node (it came late): move to the round
                 # the swarm is in now, so that this node's round numbers match everyone's
-                target = round_to_join(j.ledger, self.config.session, self.round)
+                target, at = round_to_join(j.ledger, self.config.session, self.round)
                 logger.warning(
-                    "Round %d was agreed before this node voted; joining round %d",
-                    self.round,
-                    target,
-                )
-                early, self.round, attempt, excluded, catching_up = None, target, 0, set(), True
+                    "Round %d attempt %d was agreed before this node voted; joining round %d "
+                    "attempt %d", self.round, attempt, target, at,
+                )  # fmt: skip
+                early, self.round, attempt, excluded, catching_up = None, target, at, set(), True
                 continue
             t1 = time.perf_counter()
             state, members = self._agreed(j, cast, attempt, receipt)
@@ -453,9 +453,9 @@ class SwarmNode:
     ) -> tuple[Any, EarlyVote | None]:
         """This attempt's vote: the one cast ahead (raising what it raised), or a new one.
 
-        A vote refused because its round closed may have been this node's own, sent
-        before (its answer lost to a stalled chain): the chain says, and then the node
-        takes part (``(None, None)``: the round is read from the chain).
+        A node restarted after a crash may find its round open with the vote of its
+        previous life in it (``AlreadyVoted``): that vote stands, and the node takes
+        part (``(None, None)``: the round is read from the chain).
         """
         try:
             if early is not None:
@@ -465,11 +465,9 @@ class SwarmNode:
             receipt = j.ledger.ready(self.config.session, self.round, attempt, n_samples,
                                      self.last_hash)  # fmt: skip
             return receipt, None
-        except RoundClosed:
-            mine = j.ledger.vote(self.config.session, self.round, attempt, j.account.address)
-            if not mine.voted:
-                raise
-            logger.warning("Round %d attempt %d has this node's vote already", self.round, attempt)
+        except AlreadyVoted:
+            logger.warning("Round %d attempt %d has this node's vote from before; taking part",
+                           self.round, attempt)  # fmt: skip
             return None, None
 
     def _agreed(
