@@ -11,6 +11,8 @@ and checks it against the hash that participant recorded on chain
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 import numpy as np
 from zmq.utils import z85
@@ -27,17 +29,31 @@ logger = logging.getLogger(__name__)
 _FETCH_TIMEOUT_S = 10.0  # longest wait for one participant's model
 
 
-def round_to_join(ledger: LedgerClient, session: str, refused: int) -> tuple[int, int]:
+def round_to_join(
+    ledger: LedgerClient,
+    session: str,
+    refused: int,
+    wait_s: float,
+    sleep: Callable[[float], object] = time.sleep,
+) -> tuple[int, int]:
     """The round and attempt a node whose vote for round ``refused`` came too late votes in.
 
     The highest round and attempt anyone voted in, if it is still open and not
     behind (a retried attempt of the very round refused included: the swarm may
     need this node's vote to reach ``min_peers`` in it); else attempt 0 of the
-    round after it (or after ``refused``).
+    round after it (or after ``refused``). When the latest attempt is of the
+    refused round and has just closed, the chain cannot say yet whether its
+    exchange succeeded (the swarm then votes the next round) or failed (its
+    participants vote the next attempt): up to ``wait_s`` seconds, the next vote
+    on chain tells.
     """
     latest = ledger.latest_round(session)
     if latest is None:
         return refused + 1, 0
+    deadline = time.monotonic() + wait_s
+    while latest[0] == refused and latest[2] and time.monotonic() < deadline:
+        sleep(0.2)
+        latest = ledger.latest_round(session) or latest
     current, attempt, closed = latest
     if not closed and current >= refused:
         return current, attempt

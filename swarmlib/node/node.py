@@ -383,7 +383,8 @@ class SwarmNode:
             except RoundClosed:
                 # the round was agreed without this node (it came late): move to the round
                 # the swarm is in now, so that this node's round numbers match everyone's
-                target, at = round_to_join(j.ledger, self.config.session, self.round)
+                target, at = round_to_join(j.ledger, self.config.session, self.round,
+                                           wait_s=2 * self.config.timeout)  # fmt: skip
                 logger.warning(
                     "Round %d attempt %d was agreed before this node voted; joining round %d "
                     "attempt %d", self.round, attempt, target, at,
