@@ -22,7 +22,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from swarmlib import __version__
 from swarmlib.errors import ConfigurationError, SwarmError
@@ -207,24 +207,17 @@ def _session_names(client: LedgerClient) -> list[str]:
     return client.session_names()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``swarmlib``."""
-    parser = argparse.ArgumentParser(
-        prog="swarmlib",
-        description="Swarm Learning for Keras: peer to peer, no central server.",
-    )
-    parser.add_argument("--version", action="version", version=f"swarmlib {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def chain_args(p: argparse.ArgumentParser, *, key: bool, contract: bool = True) -> None:
+    p.add_argument("--rpc", default="http://127.0.0.1:8545", help="JSON-RPC URL")
+    p.add_argument("--chain-id", type=int, help="refuse a chain with another id")
+    if contract:
+        p.add_argument("--contract", required=True, help="SwarmLedger address")
+    if key:
+        p.add_argument("--key", required=True, help="file with the signing key")
 
-    def chain_args(p: argparse.ArgumentParser, *, key: bool, contract: bool = True) -> None:
-        p.add_argument("--rpc", default="http://127.0.0.1:8545", help="JSON-RPC URL")
-        p.add_argument("--chain-id", type=int, help="refuse a chain with another id")
-        if contract:
-            p.add_argument("--contract", required=True, help="SwarmLedger address")
-        if key:
-            p.add_argument("--key", required=True, help="file with the signing key")
 
+def _add_run(sub: Any) -> None:
+    """The `swarmlib run` command."""
     run = sub.add_parser(
         "run", help="run SCRIPT as N swarm nodes on this machine (dev chain, dev CA)"
     )
@@ -251,6 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("script")
     run.add_argument("args", nargs=argparse.REMAINDER)
     run.set_defaults(func=_run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``swarmlib``."""
+    parser = argparse.ArgumentParser(
+        prog="swarmlib",
+        description="Swarm Learning for Keras: peer to peer, no central server.",
+    )
+    parser.add_argument("--version", action="version", version=f"swarmlib {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    _add_run(sub)
 
     strategies = sub.add_parser("strategies", help="list the merge strategies and their names")
     strategies.set_defaults(func=_strategies)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
+from swarmlib.transport import ShardedExchange
 from tests.ledger_swarm import Swarm
 
 settings.register_profile("dev", max_examples=50, deadline=None)
@@ -27,3 +28,14 @@ settings.load_profile(
 def swarm() -> Iterator[Swarm]:
     """A fresh SwarmLedger on the embedded chain with an admin and three members."""
     yield Swarm()
+
+
+@pytest.fixture
+def nodes() -> Iterator[list[ShardedExchange]]:
+    """Three exchanges in this process on 127.0.0.1 (5 s timeout), closed afterwards."""
+    made = [ShardedExchange(timeout=5, linger_ms=0, name=f"n{i}") for i in range(3)]
+    try:
+        yield made
+    finally:
+        for ex in made:
+            ex.close()

@@ -20,7 +20,8 @@ def test_what_is_sealed_opens_to_the_same_bytes(payload: bytes, header: bytes) -
     key, nonce = crypto.new_key(), crypto.new_nonce()
     sealed = crypto.seal(key, nonce, header, memoryview(payload))
     assert len(sealed) == len(payload) + crypto.TAG_BYTES
-    assert bytes(sealed[: len(payload)]) != payload or not payload  # not in the clear
+    if len(payload) >= 16:  # not in the clear (a short one may match by chance)
+        assert bytes(sealed[: len(payload)]) != payload
     assert _open(key, nonce, header, bytes(sealed)) == payload
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -22,16 +21,6 @@ from swarmlib.transport import CurveKeyPair, Peer, RoundResult, ShardedExchange,
 from swarmlib.transport.framing import CONTRIB, KEY, encode_header, parse_header
 
 MEAN = Mean().sharded()
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[ShardedExchange]]:
-    made = [ShardedExchange(timeout=5, linger_ms=0, name=f"n{i}") for i in range(3)]
-    try:
-        yield made
-    finally:
-        for ex in made:
-            ex.close()
 
 
 def _peers(exchanges: list[ShardedExchange]) -> list[Peer]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +37,6 @@ from swarmlib.transport.round import RoundState, shard_bounds
 from tests.test_exchange_faults import _peers, _results, _run, _vectors
 
 GOOD = dict(r=0, a=0, s=1, t=0, i=0, dt="<f4", n=4, w=1.0, nonce="00" * 12)  # shard 0 of 10/3
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[ShardedExchange]]:
-    made = [ShardedExchange(timeout=5, linger_ms=0, name=f"n{i}") for i in range(3)]
-    try:
-        yield made
-    finally:
-        for ex in made:
-            ex.close()
 
 
 def _inject(endpoint: str, messages: list[list[bytes]]) -> None:
@@ -161,8 +151,10 @@ def test_any_data_message_is_taken_or_dropped_never_raised(
 ) -> None:
     state = _state()
     frames = [zmq.Frame(header), zmq.Frame(payload)] + [zmq.Frame(b"x")] * extra
-    assert state.on_data_frames(frames) in (True, False)
-    assert state.abort is None or isinstance(state.abort, Exception)
+    taken = state.on_data_frames(frames)
+    # every message is taken, or dropped and counted, or held until its sender's key comes
+    held = sum(len(q) for q in state.pending.values())
+    assert taken or state.stats.dropped + held == 1
 
 
 @settings(max_examples=300)
@@ -177,7 +169,7 @@ def test_any_control_message_is_taken_or_dropped_never_raised(
     if parsed is None:
         return  # refused by the parser (its own property test covers it)
     taken = state.on_control(parsed, user, [zmq.Frame(header), *map(zmq.Frame, frames)])
-    assert taken in (True, False)
+    assert taken or state.stats.dropped == 1  # taken, or dropped and counted
 
 
 def test_the_merged_vector_hash_is_over_finite_values_only() -> None:

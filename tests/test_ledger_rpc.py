@@ -11,6 +11,7 @@ import pytest
 import requests
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from web3 import Web3
 
 from swarmlib import errors
 from swarmlib.cli import main
@@ -49,7 +50,8 @@ def rpc(request: pytest.FixtureRequest) -> Iterator[str]:
         yield url
 
 
-def test_deploy_members_and_a_full_round(rpc: str) -> None:
+def _deployed(rpc: str) -> tuple[Web3, LedgerClient, list[LedgerClient]]:
+    """A fresh SwarmLedger with three registered members, on ``rpc``."""
     w3 = connect(rpc)
     admin_acct, *node_accts = _funded_accounts(rpc, 4)
     admin = LedgerClient.deploy(w3, admin_acct, rpc=rpc)
@@ -57,6 +59,11 @@ def test_deploy_members_and_a_full_round(rpc: str) -> None:
     for i, node in enumerate(nodes):
         admin.add_member(node.account.address, f"spiffe://swarm.test/node-{i}")  # type: ignore[union-attr]
         node.register(f"tcp://127.0.0.1:{7100 + i}", bytes([i + 1]) * 32, bytes([i + 9]) * 32)
+    return w3, admin, nodes
+
+
+def test_deploy_members_and_a_full_round(rpc: str) -> None:
+    w3, admin, nodes = _deployed(rpc)
     admin.create_session("train", min_peers=2, quorum_wait=60, round_timeout=30)
     for r, prev in enumerate([b"\0" * 32, b"\x11" * 32]):
         for node in reversed(nodes):
@@ -202,15 +209,9 @@ def test_a_round_missing_a_dead_member_closes_after_the_quorum_wait_whatever_the
     """The chain's block clock may run far from the wall clock (each block at least a second
     after the last, on chains that mine one block per transaction); the quorum wait is the
     participants' own: it passes without any new transaction."""
-    w3 = connect(rpc)
-    admin_acct, *node_accts = _funded_accounts(rpc, 4)
-    admin = LedgerClient.deploy(w3, admin_acct, rpc=rpc)
-    nodes = [LedgerClient(w3, admin.address, a, rpc=rpc) for a in node_accts]
-    for i, node in enumerate(nodes):
-        admin.add_member(node.account.address, f"spiffe://swarm.test/node-{i}")  # type: ignore[union-attr]
-        node.register(f"tcp://127.0.0.1:{7100 + i}", bytes([i + 1]) * 32)
+    _, admin, nodes = _deployed(rpc)
     for _ in range(30):  # 30 blocks in a second or two: the block clock runs ~30 s ahead
-        admin.fund(admin_acct.address, 1)
+        admin.fund(admin.account.address, 1)  # type: ignore[union-attr]
     admin.create_session("s", min_peers=2, quorum_wait=2, round_timeout=60)
     nodes[0].ready("s", 0, 0, 10)
     nodes[1].ready("s", 0, 0, 10)  # nodes[2] is dead: it never votes

@@ -207,26 +207,8 @@ class LedgerClient:
         except ValueError as e:
             raise ConfigurationError(f"Invalid contract address {address!r}: {e}") from e
         code = self._rpc(lambda: w3.eth.get_code(self.address), "eth_getCode")
-        if not code:
-            raise NoContract(
-                f"No contract at {self.address} on {self.rpc}. Check the address, and that "
-                "--rpc points at the chain it was deployed on (`swarmlib chain deploy`)."
-            )
         artifact = load_artifact()
-        if bytes(code) != bytes.fromhex(artifact.deployed_bytecode.removeprefix("0x")):
-            message = (
-                f"The contract at {self.address} on {self.rpc} is not the SwarmLedger of this "
-                f"swarmlib version ({__version__}): it was deployed from another "
-                "version, or is another contract."
-            )
-            if account is None:  # reading (an audit of an older deployment, say) may work
-                warnings.warn(f"{message} Reads it lacks will fail.", SwarmWarning, stacklevel=2)
-            else:
-                raise ContractMismatch(
-                    f"{message} Deploy one with this version (`swarmlib chain deploy`) and give "
-                    "every node its address, or install the version it was deployed with; all "
-                    "nodes of a swarm run the same version."
-                )
+        _check_code(bytes(code), artifact.deployed_bytecode, self.address, self.rpc, account)
         self.contract: Contract = w3.eth.contract(address=self.address, abi=artifact.abi)
         self._errors = _error_selectors(artifact.abi)
 
@@ -586,6 +568,37 @@ class LedgerClient:
             self._signer = Signer(self.w3, self.account, rpc=self.rpc,
                                   tx_timeout=self.tx_timeout, revert=self._revert)  # fmt: skip
         return self._signer
+
+
+def _check_code(
+    code: bytes, expected: str, address: str, rpc: str, account: LocalAccount | None
+) -> None:
+    """Refuse an address without code, or (for a client that signs) another contract's code.
+
+    Raises:
+        NoContract: nothing is deployed there.
+        ContractMismatch: another SwarmLedger version (or another contract); a client
+            that only reads gets a SwarmWarning instead.
+    """
+    if not code:
+        raise NoContract(
+            f"No contract at {address} on {rpc}. Check the address, and that "
+            "--rpc points at the chain it was deployed on (`swarmlib chain deploy`)."
+        )
+    if code == bytes.fromhex(expected.removeprefix("0x")):
+        return
+    message = (
+        f"The contract at {address} on {rpc} is not the SwarmLedger of this swarmlib version "
+        f"({__version__}): it was deployed from another version, or is another contract."
+    )
+    if account is None:  # reading (an audit of an older deployment, say) may work
+        warnings.warn(f"{message} Reads it lacks will fail.", SwarmWarning, stacklevel=3)
+        return
+    raise ContractMismatch(
+        f"{message} Deploy one with this version (`swarmlib chain deploy`) and give every node "
+        "its address, or install the version it was deployed with; all nodes of a swarm run the "
+        "same version."
+    )
 
 
 def _decode_revert(

@@ -216,7 +216,7 @@ class SwarmNode:
             socket_path=c.spiffe_socket, cert=c.svid_cert, key=c.svid_key, bundle=c.trust_bundle
         )
         try:
-            self._joined = self._join(identity)
+            self._joined = _join_swarm(self.config, identity)
         except BaseException:
             if self._identity is None:
                 identity.close()
@@ -229,49 +229,6 @@ class SwarmNode:
             self._joined.exchange.endpoint,
             self._joined.rules,
         )
-
-    def _join(self, identity: IdentitySource) -> _Joined:
-        c = self.config
-        account = load_or_create_account(c.key_file, c.key_passphrase)
-        w3 = connect(c.rpc, expected_chain_id=c.chain_id)
-        chain_id = (
-            int(c.chain_id)  # connect() has just checked it
-            if c.chain_id is not None
-            else int(with_retries(lambda: w3.eth.chain_id, "eth_chainId", c.rpc))
-        )
-        ledger = LedgerClient(w3, c.contract, account, rpc=c.rpc)
-        _check_member(ledger, account.address, identity.spiffe_id)
-        rules = agree_rules(ledger, c.session, min_peers=c.min_peers, merge=c.merge)
-        curve = CurveKeyPair.load_or_create(Path(c.curve_dir or Path(c.key_file).parent))
-        membership = Membership(ledger, identity, account, curve, chain_id, c.rpc)
-        exchange = ShardedExchange(
-            curve,
-            bind=c.bind,
-            advertise_host=c.advertise_host,
-            timeout=c.timeout,
-            name=identity.spiffe_id,
-            credentials=membership.credentials,
-            verify_peer=membership.verify_peer,
-            is_member=membership.is_member_key,
-        )
-        try:
-            host = exchange.endpoint[len("tcp://") :].rpartition(":")[0]
-            # serve this node's recent merged models to members that join late
-            server = ModelServer(curve, allow=membership.is_member_key, bind=f"tcp://{host}:0")
-        except BaseException:
-            exchange.close()
-            raise
-        # the registered endpoints, where peers dial: control, then model fetch (on the
-        # advertised host: the bound one may be a wildcard, or private behind NAT)
-        public = c.advertise_host or host
-        ports = [ep.rpartition(":")[2] for ep in (exchange.endpoint, server.endpoint)]
-        membership.register(" ".join(f"tcp://{public}:{port}" for port in ports))
-        votes = Votes(ledger, c.session, membership.register_if_rotated)
-        strategy = get_strategy(rules.merge)
-        return _Joined(
-            identity, account, w3, ledger, rules, strategy, curve, membership, exchange, server,
-            votes,
-        )  # fmt: skip
 
     # ------------------------------------------------------------------ sync
 
@@ -342,9 +299,10 @@ class SwarmNode:
             raise ConfigurationError(f"`kind` must be 'initial' or 'sync'; got {kind!r}.")
         names = sorted(scalars or {})
         extra = [np.asarray([float((scalars or {})[n]) for n in names])] if names else []
-        labels = [f"weights[{i}]" for i in range(len(weights))]
-        vector, layout = flatten([*weights, *extra], [*labels, *[_SCALAR_PREFIX] * len(extra)],
-                                 out=self._flat)  # fmt: skip
+        labels = (
+            [*(f"weights[{i}]" for i in range(len(weights))), _SCALAR_PREFIX] if extra else None
+        )
+        vector, layout = flatten([*weights, *extra], labels, out=self._flat)
         self._flat = vector  # written again next round: the exchange reads it only in its round
         j.votes.settle_leaving()
         j.votes.finished = False  # after any leave still being sent: this vote brings it back
@@ -559,6 +517,50 @@ class _Labelled:
         self, shards: list[np.ndarray], weights: list[float], names: list[str], offset: int
     ) -> Any:
         return self.inner(shards, weights, names, offset)
+
+
+def _join_swarm(c: NodeConfig, identity: IdentitySource) -> _Joined:
+    """Make everything a joined node holds: keys, chain client, rules, exchange, model server."""
+    account = load_or_create_account(c.key_file, c.key_passphrase)
+    w3 = connect(c.rpc, expected_chain_id=c.chain_id)
+    chain_id = (
+        int(c.chain_id)  # connect() has just checked it
+        if c.chain_id is not None
+        else int(with_retries(lambda: w3.eth.chain_id, "eth_chainId", c.rpc))
+    )
+    ledger = LedgerClient(w3, c.contract, account, rpc=c.rpc)
+    _check_member(ledger, account.address, identity.spiffe_id)
+    rules = agree_rules(ledger, c.session, min_peers=c.min_peers, merge=c.merge)
+    curve = CurveKeyPair.load_or_create(Path(c.curve_dir or Path(c.key_file).parent))
+    membership = Membership(ledger, identity, account, curve, chain_id, c.rpc)
+    exchange = ShardedExchange(
+        curve,
+        bind=c.bind,
+        advertise_host=c.advertise_host,
+        timeout=c.timeout,
+        name=identity.spiffe_id,
+        credentials=membership.credentials,
+        verify_peer=membership.verify_peer,
+        is_member=membership.is_member_key,
+    )
+    try:
+        host = exchange.endpoint[len("tcp://") :].rpartition(":")[0]
+        # serve this node's recent merged models to members that join late
+        server = ModelServer(curve, allow=membership.is_member_key, bind=f"tcp://{host}:0")
+    except BaseException:
+        exchange.close()
+        raise
+    # the registered endpoints, where peers dial: control, then model fetch (on the
+    # advertised host: the bound one may be a wildcard, or private behind NAT)
+    public = c.advertise_host or host
+    ports = [ep.rpartition(":")[2] for ep in (exchange.endpoint, server.endpoint)]
+    membership.register(" ".join(f"tcp://{public}:{port}" for port in ports))
+    votes = Votes(ledger, c.session, membership.register_if_rotated)
+    strategy = get_strategy(rules.merge)
+    return _Joined(
+        identity, account, w3, ledger, rules, strategy, curve, membership, exchange, server,
+        votes,
+    )  # fmt: skip
 
 
 def _check_samples(n_samples: int) -> None:

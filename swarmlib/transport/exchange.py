@@ -51,7 +51,6 @@ from swarmlib.transport.framing import (
     REDUCE,
 )
 from swarmlib.transport.round import (
-    MALFORMED,
     Peer,
     RoundResult,
     RoundState,
@@ -59,6 +58,8 @@ from swarmlib.transport.round import (
     ShardMerge,
     check_round,
     check_vectors,
+    drop_unexpected,
+    sent_to,
     shard_bounds,
 )
 from swarmlib.transport.sockets import ExchangeSockets
@@ -322,20 +323,6 @@ class ShardedExchange:
 
     # ---------------------------------------------------------------- sending
 
-    def _send(
-        self, st: RoundState, sock: zmq.Socket[bytes], j: int, frames: list[Any]
-    ) -> zmq.MessageTracker | None:
-        try:
-            return sock.send_multipart(frames, copy=False, track=True, flags=zmq.NOBLOCK)
-        except zmq.Again as e:
-            raise PeerTimeout(
-                f"{st.peers[j].name} does not accept messages (its queue is full): it is "
-                "probably not running. Retry the round without it.",
-                culprits=[st.peers[j].name],
-                round_id=st.round_id,
-                attempt=st.attempt,
-            ) from e
-
     def _send_ctl(self, st: RoundState, j: int, frames: list[bytes]) -> None:
         st.sent_ctl.setdefault(j, []).append(frames)
         self._sockets.send_control((st.peers[j].endpoint, st.peers[j].public_key), frames)
@@ -346,13 +333,7 @@ class ShardedExchange:
         A peer refuses us when it has not started the round that admits us yet.
         """
         for key in self._sockets.due_retries():
-            sent = [
-                frames
-                for j, p in enumerate(st.peers)
-                if (p.endpoint, p.public_key) == key
-                for frames in st.sent_ctl.get(j, [])
-            ]
-            self._sockets.resend(key, sent)
+            self._sockets.resend(key, sent_to(st, key))
 
     def _send_keys(self, st: RoundState) -> None:
         creds = self.credentials() if self.credentials is not None else None
@@ -361,7 +342,17 @@ class ShardedExchange:
 
     def _send_data(self, st: RoundState, j: int, frames: list[Any]) -> None:
         """Send a sealed shard to ``j``; its buffer is reused once ZeroMQ has sent it."""
-        tracker = self._send(st, self._sockets.data(st.data_endpoints[j]), j, frames)
+        sock = self._sockets.data(st.data_endpoints[j])
+        try:
+            tracker = sock.send_multipart(frames, copy=False, track=True, flags=zmq.NOBLOCK)
+        except zmq.Again as e:
+            raise PeerTimeout(
+                f"{st.peers[j].name} does not accept messages (its queue is full): it is "
+                "probably not running. Retry the round without it.",
+                culprits=[st.peers[j].name],
+                round_id=st.round_id,
+                attempt=st.attempt,
+            ) from e
         if st.encrypted and tracker is not None:
             self._sockets.pool.sent(frames[1], tracker, keep=4 * len(st.peers))
         st.stats.bytes_sent += len(frames[0]) + len(frames[1])
@@ -446,21 +437,8 @@ class ShardedExchange:
                 else:
                     progressed |= st.on_data_frames(frames)
             except Exception as e:  # no frame from anyone ends the round: drop it and go on
-                self._unexpected(st, frames, control, e)
+                drop_unexpected(st, frames, control, e, self._blamed)
         return progressed
-
-    def _unexpected(
-        self, st: RoundState, frames: list[zmq.Frame], control: bool, error: Exception
-    ) -> None:
-        """A message that made a check raise: dropped, counted, logged once per sender and kind."""
-        try:
-            sender = str(frames[0].get("User-Id")) if control else "an unauthenticated sender"
-        except zmq.ZMQError:
-            sender = "an unknown sender"
-        kind = "control" if control else "data"
-        level = logging.DEBUG if (sender, kind) in self._blamed else logging.WARNING
-        self._blamed.add((sender, kind))
-        st.drop(MALFORMED, f"{kind} message from {sender} raised {error!r}", level)
 
     def _grace(self, st: RoundState, done: Callable[[], bool]) -> None:
         """Before blaming peers for a timeout, give their own aborts a moment to arrive."""

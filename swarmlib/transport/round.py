@@ -49,6 +49,8 @@ __all__ = [
     "ShardMerge",
     "check_round",
     "check_vectors",
+    "drop_unexpected",
+    "sent_to",
     "shard_bounds",
 ]
 
@@ -601,3 +603,34 @@ class RoundState:
         self.merged_from.add(j)
         self.hash_ready_shards()
         return True
+
+
+def sent_to(st: RoundState, key: tuple[str, bytes]) -> list[list[bytes]]:
+    """The round's control messages to the peer at (endpoint, public key) ``key``."""
+    return [
+        frames
+        for j, p in enumerate(st.peers)
+        if (p.endpoint, p.public_key) == key
+        for frames in st.sent_ctl.get(j, [])
+    ]
+
+
+def drop_unexpected(
+    st: RoundState,
+    frames: Sequence[zmq.Frame],
+    control: bool,
+    error: Exception,
+    blamed: set[tuple[str, str]],
+) -> None:
+    """A message that made a check raise: dropped and counted; its sender logged once.
+
+    ``blamed`` holds the (sender, channel) pairs already warned about.
+    """
+    try:
+        sender = str(frames[0].get("User-Id")) if control else "an unauthenticated sender"
+    except zmq.ZMQError:
+        sender = "an unknown sender"
+    kind = "control" if control else "data"
+    level = logging.DEBUG if (sender, kind) in blamed else logging.WARNING
+    blamed.add((sender, kind))
+    st.drop(MALFORMED, f"{kind} message from {sender} raised {error!r}", level)
