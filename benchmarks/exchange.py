@@ -19,7 +19,7 @@ messages, and the ratio against it. The last line is
     exchange nodes=N params=P round_s=<median> bound_s=<bound> ratio=<round_s/bound_s>
 
 Usage:
-    python benchmarks/exchange.py --nodes 4 --params 10000000 [--plaintext]
+    python benchmarks/exchange.py --nodes 4 --params 10000000 [--plaintext] [--secure-aggregation]
 """
 
 from __future__ import annotations
@@ -82,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=6, help="rounds; the first is warm-up")
     parser.add_argument("--plaintext", action="store_true", help="unencrypted shards")
     parser.add_argument("--strategy", default="mean")
+    parser.add_argument(
+        "--secure-aggregation",
+        action="store_true",
+        help="masked 64-bit fixed-point contributions (the ratio stays against the float32 bound)",
+    )
     args = parser.parse_args(argv)
     n, p = args.nodes, args.params
     if n < 2 or p < n or args.rounds < 2:
@@ -108,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     mode = "plaintext (unencrypted shards)" if args.plaintext else "encrypted (AES-256-GCM shards)"
+    if args.secure_aggregation:
+        mode += ", secure aggregation (contributions are 64-bit ring elements: 1.5x the bytes)"
     print(f"running {n} nodes x {p:,} float32 params x {args.rounds} rounds, {mode}", flush=True)
     reports = run_local_exchange(
         n,
@@ -115,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds=args.rounds,
         plaintext=args.plaintext,
         strategy=args.strategy,
+        secure=args.secure_aggregation,
         timeout=120,
         progress=lambda line: print("  " + line, flush=True),
     )

@@ -16,7 +16,9 @@ pragma solidity 0.8.30;
 ///         A session's rules (`minPeers` and the `rules` string the nodes compare: the merge
 ///         strategy and any later setting) are its one source of truth. The creator may set them;
 ///         otherwise the first member to join fixes them with `fixRules`. Either way they never
-///         change afterwards, and no vote is taken before they are fixed.
+///         change afterwards, and no vote is taken before they are fixed. Each vote names the
+///         rules it is cast under (`rulesHash`: keccak256 of `minPeers` and `rules`, packed) and
+///         is refused unless they are the session's.
 contract SwarmLedger {
     struct Member {
         string spiffeId;
@@ -34,6 +36,7 @@ contract SwarmLedger {
         uint32 roundTimeout;
         string name;
         string rules;
+        bytes32 rulesHash;
     }
 
     struct Vote {
@@ -113,6 +116,7 @@ contract SwarmLedger {
     error InvalidSessionParameters();
     error RulesAlreadyFixed(bytes32 session);
     error RulesNotFixed(bytes32 session);
+    error RulesMismatch(bytes32 session, bytes32 rulesHash);
     error AlreadyVoted(address member, uint64 round, uint32 attempt);
     error RoundClosed(bytes32 session, uint64 round, uint32 attempt);
     error PreviousAttemptOpen(bytes32 session, uint64 round, uint32 attempt);
@@ -222,7 +226,9 @@ contract SwarmLedger {
         ) {
             revert InvalidSessionParameters();
         }
-        sessions[session] = Session(true, minPeers, quorumWait, roundTimeout, name, rules);
+        bytes32 rulesHash = minPeers == 0 ? bytes32(0) : keccak256(abi.encodePacked(minPeers, rules));
+        sessions[session] =
+            Session(true, minPeers, quorumWait, roundTimeout, name, rules, rulesHash);
         sessionList.push(session);
         emit SessionCreated(session, name, minPeers, quorumWait, roundTimeout);
         if (minPeers != 0) emit RulesFixed(session, msg.sender, minPeers, rules);
@@ -241,23 +247,27 @@ contract SwarmLedger {
         }
         s.minPeers = minPeers;
         s.rules = rules;
+        s.rulesHash = keccak256(abi.encodePacked(minPeers, rules));
         emit RulesFixed(session, msg.sender, minPeers, rules);
     }
 
     // ------------------------------------------------------------------ rounds
 
     /// @notice Vote to take part in `round` (attempt `attempt`) with `nSamples` training samples;
-    ///         `previousMergedHash` is this member's SHA-256 of the merged model it loaded last.
+    ///         `previousMergedHash` is this member's SHA-256 of the merged model it loaded last;
+    ///         `rulesHash` names the session rules the member votes under (see the title).
     function ready(
         bytes32 session,
         uint64 round,
         uint32 attempt,
         uint64 nSamples,
-        bytes32 previousMergedHash
+        bytes32 previousMergedHash,
+        bytes32 rulesHash
     ) external onlyActiveMember {
         Session storage s = sessions[session];
         if (!s.exists) revert UnknownSession(session);
         if (s.minPeers == 0) revert RulesNotFixed(session);
+        if (rulesHash != s.rulesHash) revert RulesMismatch(session, s.rulesHash);
         if (!members[msg.sender].registered) revert NotRegistered(msg.sender);
         if (attempt > 0 && !rounds[session][round][attempt - 1].closed) {
             revert PreviousAttemptOpen(session, round, attempt - 1);

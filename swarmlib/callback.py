@@ -23,13 +23,15 @@ import numpy as np
 from swarmlib.errors import (
     ChainUnreachable,
     ConfigurationError,
+    PrivacyBudgetSpent,
     QuorumTimeout,
     SwarmEnded,
     TransactionFailed,
     TransportError,
 )
-from swarmlib.merge import STRATEGIES
+from swarmlib.merge import STRATEGIES, get_strategy
 from swarmlib.node import SwarmNode, SyncKind, SyncResult
+from swarmlib.privacy import GaussianDP
 
 __all__ = ["FAILURES", "HPE_ARGUMENTS", "ON_FAILURE", "SwarmCallback", "vote_lead"]
 
@@ -214,6 +216,14 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             is agreed while they train (see :func:`vote_lead`). Defaults to ``True``.
         on_failure: ``"stop"``, ``"continue"`` or ``"raise"`` (see above).
             Defaults to ``"stop"``.
+        secure_aggregation: Merge so that no peer sees this node's values, only
+            sums (a rule of the session; needs the mean and ``min_peers >= 3``).
+            Defaults to the session's, or ``SWARMLIB_SECURE_AGGREGATION``.
+        privacy: A :class:`~swarmlib.privacy.GaussianDP`: clip each update, add
+            noise, count epsilon (``callback.epsilon``; logged every round). With
+            ``target_epsilon`` the swarm stops, every node at the same round,
+            before the budget is exceeded. A rule of the session. Defaults to
+            the session's (see docs/privacy.md).
 
     Raises:
         ConfigurationError: in ``__init__``, for a bad, unknown or doubly spelled
@@ -240,6 +250,8 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         verbose: int = 1,
         vote_ahead: bool = True,
         on_failure: str = "stop",
+        secure_aggregation: bool | None = None,
+        privacy: GaussianDP | None = None,
         **hpe: Any,
     ):
         super().__init__()
@@ -282,6 +294,29 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.vote_ahead = bool(vote_ahead)
         self.batch_size = batch_size
         self.verbose = verbose
+        self.secure_aggregation = secure_aggregation
+        self.privacy = privacy
+        self._check_private()
+
+    def _check_private(self) -> None:
+        if self.privacy is not None and not isinstance(self.privacy, GaussianDP):
+            raise _invalid("privacy", self.privacy, "a swarmlib.privacy.GaussianDP or None")
+        if self.secure_aggregation and self.merge and not get_strategy(self.merge).linear:
+            raise ConfigurationError(
+                f"secure_aggregation=True merges by the mean only: owners see sums, never one "
+                f"node's values, and merge={self.merge!r} needs each node's values. Use "
+                "merge='mean', or turn secure aggregation off."
+            )
+        if self.privacy is not None and self.adaptive_sync:
+            raise ConfigurationError(
+                "adaptive_sync=True merges the nodes' validation losses without noise, which "
+                "differential privacy does not cover; turn adaptive sync off with privacy=."
+            )
+
+    @property
+    def epsilon(self) -> float | None:
+        """The privacy budget spent so far (``None`` without differential privacy)."""
+        return None if self.node is None else self.node.privacy_spent()
 
     # -------------------------------------------------------------- lifecycle
 
@@ -301,7 +336,12 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if self.node is None:
             overrides = {"session": self.training_contract} if self.training_contract else {}
             self.node = SwarmNode.from_env(**overrides)
-        self.node.expect(min_peers=self.min_peers, merge=self.merge)
+        self.node.expect(
+            min_peers=self.min_peers,
+            merge=self.merge,
+            secure_aggregation=self.secure_aggregation,
+            privacy=self.privacy,
+        )
         if not self.node.joined:
             self.node.join()
         self._sync("initial")
@@ -378,6 +418,11 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             self._alone = True
             self._since_sync = 0
             self._say(f"{e} Training goes on with this node's data only until fit() returns.")
+        except PrivacyBudgetSpent as e:
+            self._stopped = True
+            self.model.stop_training = True
+            self._load_last_merge()
+            self._say(str(e))
         except FAILURES as e:
             self._failed(e)
 
@@ -398,6 +443,17 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 f"{type(e).__name__}: {e} Training goes on with this node's data; the next "
                 "sync tries again (on_failure='continue')."
             )
+
+    def _load_last_merge(self) -> None:
+        """Put the swarm's last merged model back (the training since is not released)."""
+        assert self.node is not None
+        merged = self.node.merged_weights()
+        if merged is None:
+            return
+        weights = self.model.get_weights()
+        for i, value in zip(self._indices(), merged, strict=True):
+            weights[i] = value
+        self.model.set_weights(weights)
 
     def _say(self, message: str) -> None:
         self.log.warning(message)
@@ -424,9 +480,13 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         )
         if "val_loss" in merged.scalars:
             self._adapt(merged.scalars["val_loss"])
-        for i, value in zip(chosen, merged.weights, strict=True):
-            weights[i] = value
-        self.model.set_weights(weights)
+        if merged.merged:
+            for i, value in zip(chosen, merged.weights, strict=True):
+                weights[i] = value
+            self.model.set_weights(weights)
+        else:
+            self._say(f"Round {merged.round} was forfeited (see the log); the model keeps "
+                      "this node's weights and the next sync merges again.")  # fmt: skip
         self._since_sync = 0
         if "vote_ahead_s" in merged.timing:
             self._votes_s.append(merged.timing["vote_ahead_s"])
@@ -446,6 +506,8 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             "kind": kind,
             "started_at": started_at,
             "voted_ahead": "vote_ahead_s" in merged.timing,
+            "merged": merged.merged,
+            "epsilon": merged.epsilon,
             **merged.timing,
         }
         self.history.append(record)
@@ -453,6 +515,8 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             loss_text = (
                 f", merged val_loss {self._last_loss:.4f}" if self._last_loss is not None else ""
             )
+            if merged.epsilon is not None:
+                loss_text += f", epsilon {merged.epsilon:.3g}"
             print(
                 f"swarm round {record['round']} ({kind}): {record['participants']} "
                 f"participants, {seconds:.2f}s (vote {record.get('vote_s', 0):.2f}, "

@@ -77,6 +77,20 @@ def _identity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rule_args(parser: argparse.ArgumentParser, whose: str) -> None:
+    parser.add_argument(
+        "--secure-aggregation",
+        action="store_true",
+        help=f"owners see only sums ({whose}; SWARMLIB_SECURE_AGGREGATION)",
+    )
+    parser.add_argument(
+        "--privacy",
+        metavar="JSON",
+        help=f"differential privacy ({whose}; SWARMLIB_PRIVACY), e.g. "
+        '\'{"clip_norm": 1, "noise_multiplier": 1.1, "target_epsilon": 8}\'',
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     from swarmlib.launcher import run_script
 
@@ -92,7 +106,23 @@ def _run(args: argparse.Namespace) -> int:
         keep_going=args.keep_going,
         rpc=args.rpc,
         admin_key=Path(args.admin_key).read_text().strip() if args.admin_key else None,
+        extra_env=_rule_env(args),
     )
+
+
+def _rule_env(args: argparse.Namespace) -> dict[str, str]:
+    """``SWARMLIB_*`` variables for ``--secure-aggregation`` and ``--privacy``."""
+    env = {"SWARMLIB_SECURE_AGGREGATION": "1"} if args.secure_aggregation else {}
+    if args.privacy:
+        _privacy(args.privacy)  # a bad value fails here, not in every node
+        env["SWARMLIB_PRIVACY"] = args.privacy
+    return env
+
+
+def _privacy(raw: str | None) -> Any:
+    from swarmlib.node.config import _parse
+
+    return None if not raw else _parse("--privacy", raw, "GaussianDP")
 
 
 def _strategies(_: argparse.Namespace) -> int:
@@ -166,21 +196,22 @@ def _session_create(args: argparse.Namespace) -> int:
     from swarmlib.node.rules import check_feasible
 
     merge = get_strategy(args.merge).spec
+    wanted = None
     if args.min_peers:
-        check_feasible(SessionRules(args.min_peers, merge), args.name)
+        wanted = SessionRules(
+            args.min_peers, merge, bool(args.secure_aggregation), _privacy(args.privacy)
+        )
+        check_feasible(wanted, args.name)
+    elif args.secure_aggregation or args.privacy:
+        raise ConfigurationError("--secure-aggregation and --privacy need --min-peers.")
     client = _client(args, signed=True)
     client.create_session(
         args.name,
-        min_peers=args.min_peers or 0,
-        merge=merge,
+        rules=wanted,
         quorum_wait=args.quorum_wait,
         round_timeout=args.round_timeout,
     )
-    rules = (
-        f"min_peers={args.min_peers}, merge={merge!r}"
-        if args.min_peers
-        else "rules to be fixed by the first node to join"
-    )
+    rules = str(wanted) if wanted else "rules to be fixed by the first node to join"
     print(
         f"created session {args.name!r}: {rules}, "
         f"quorum_wait={args.quorum_wait}s, round_timeout={args.round_timeout}s"
@@ -229,6 +260,7 @@ def _add_run(sub: Any) -> None:
         help="min_peers of nodes that set none (SWARMLIB_MIN_PEERS; default N)",
     )
     run.add_argument("--merge", help="merge of nodes that set none (SWARMLIB_MERGE; default mean)")
+    _rule_args(run, "of nodes that set none")
     run.add_argument("--quorum-wait", type=int, default=10, help="seconds (default 10)")
     run.add_argument("--timeout", type=float, help="stop every node after this many seconds")
     run.add_argument(
@@ -297,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-peers", type=int, help="fix the rules now (default: the first node fixes them)"
     )
     session.add_argument("--merge", default="mean", help="with --min-peers (default mean)")
+    _rule_args(session, "with --min-peers")
     session.add_argument("--quorum-wait", type=int, default=30, help="seconds (default 30)")
     session.add_argument("--round-timeout", type=int, default=600, help="seconds (default 600)")
     session.set_defaults(func=_session_create)

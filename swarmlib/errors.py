@@ -16,8 +16,11 @@ inherit the builtin they resemble, so ``except TimeoutError`` still works for a
     │   ├── RoundFailed                      this round cannot complete; retry without
     │   │   │                                ``err.culprits``
     │   │   ├── PeerTimeout (TimeoutError)   participants sent nothing within the timeout
-    │   │   └── PeerRejected                 a participant's contribution was refused
+    │   │   ├── PeerRejected                 a participant's contribution was refused
+    │   │   └── RoundForfeited               secure aggregation failed after the reveal: not
+    │   │                                    retried, the node keeps its own weights
     │   └── FetchFailed                      a late node could not fetch the swarm's model
+    ├── PrivacyBudgetSpent                   the next round would exceed target_epsilon
     ├── IdentityError                        a node identity could not be had or verified
     │   ├── IdentityUnavailable              no SVID: socket or file missing, agent silent
     │   └── PeerIdentityRejected             a peer's SVID or binding failed verification
@@ -40,6 +43,7 @@ inherit the builtin they resemble, so ``except TimeoutError`` still works for a
             ├── SessionExists, UnknownSession, InvalidSessionParameters
             ├── RulesAlreadyFixed            a session's rules were fixed already
             ├── RulesNotFixed                no vote before a session's rules are fixed
+            ├── RulesMismatch                a vote cast under other rules than the session's
             ├── AlreadyVoted                 this member already voted in that round attempt
             ├── RoundClosed                  that round attempt is closed
             ├── PreviousAttemptOpen          attempt n+1 before attempt n closed
@@ -88,13 +92,16 @@ __all__ = [
     "PeerRejected",
     "PeerTimeout",
     "PreviousAttemptOpen",
+    "PrivacyBudgetSpent",
     "QuorumNotReached",
     "QuorumTimeout",
     "QuorumWaitNotOver",
     "RoundClosed",
     "RoundFailed",
+    "RoundForfeited",
     "RoundNotOpen",
     "RulesAlreadyFixed",
+    "RulesMismatch",
     "RulesNotFixed",
     "SessionExists",
     "ShapeMismatch",
@@ -186,6 +193,17 @@ class PeerRejected(RoundFailed):
     """A participant's contribution was refused (bad model size, NaN/Inf, bad weight)."""
 
 
+class RoundForfeited(RoundFailed):
+    """A securely aggregated round failed after this node had revealed its masks.
+
+    An owner may already hold the sum of its shard over this attempt's
+    participants; a retry without the participant that failed would give it a
+    second sum, and the difference is that participant's values. So the round is
+    not retried: :meth:`SwarmNode.sync` returns this node's own weights, unmerged
+    (``SyncResult.merged`` is False), and the next round merges again.
+    """
+
+
 class FetchFailed(TransportError):
     """A late node could not fetch the swarm's latest model from a peer.
 
@@ -248,6 +266,22 @@ class TransactionFailed(LedgerError):
 
 class QuorumTimeout(LedgerError, TimeoutError):
     """A round did not reach ``min_peers`` votes within the round timeout."""
+
+
+class PrivacyBudgetSpent(SwarmError):
+    """Another round would spend more privacy budget than the session's ``target_epsilon``.
+
+    Raised by :meth:`SwarmNode.sync` before it votes, on every node at the same
+    round (the rounds are counted on chain). The Keras callback stops training
+    with the model of the last merge.
+
+    Attributes:
+        epsilon: The epsilon spent so far.
+    """
+
+    def __init__(self, message: str, *, epsilon: float):
+        super().__init__(message)
+        self.epsilon = epsilon
 
 
 class SwarmEnded(LedgerError):
@@ -382,6 +416,15 @@ class RulesAlreadyFixed(ContractRevert):
 
     hint = (
         "the session's rules were fixed already; read them with `swarmlib audit` and use the same"
+    )
+
+
+class RulesMismatch(ContractRevert):
+    """A vote named other rules than the session's (its ``rulesHash`` is not the session's)."""
+
+    hint = (
+        "this node votes under other rules than the session's (min_peers, merge, secure "
+        "aggregation, privacy): read them with `swarmlib audit` and use the same"
     )
 
 

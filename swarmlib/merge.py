@@ -318,6 +318,8 @@ class Strategy:
     name: ClassVar[str]
     #: True when merging shard by shard is bit-for-bit the whole-vector definition.
     exact_when_sharded: ClassVar[bool]
+    #: True for a (weighted) mean: what secure aggregation can compute from sums alone.
+    linear: ClassVar[bool] = False
 
     @property
     def min_peers(self) -> int:
@@ -422,6 +424,10 @@ class ShardedMerge:
     def spec(self) -> str:
         return self.strategy.spec
 
+    @property
+    def linear(self) -> bool:
+        return self.strategy.linear
+
     def __call__(
         self, shards: list[np.ndarray], weights: list[float], names: list[str], offset: int
     ) -> MergeSteps:
@@ -449,6 +455,7 @@ class Mean(Strategy):
 
     name = "mean"
     exact_when_sharded = True
+    linear = True
 
     def _merge(self, arrays: list[np.ndarray], w: np.ndarray, ctx: ShardContext) -> np.ndarray:
         return weighted_mean(arrays, w)

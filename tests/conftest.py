@@ -8,11 +8,13 @@ luck. Run ``HYPOTHESIS_PROFILE=thorough pytest tests/test_merge.py`` to search h
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import settings
 
+from swarmlib.ledger.server import ChainServer
 from swarmlib.transport import ShardedExchange
 from tests.ledger_swarm import Swarm
 
@@ -39,3 +41,23 @@ def nodes() -> Iterator[list[ShardedExchange]]:
     finally:
         for ex in made:
             ex.close()
+
+
+@pytest.fixture
+def chain() -> Iterator[ChainServer]:
+    """The dev chain served on 127.0.0.1 (a free port), stopped after the test."""
+    server = ChainServer(port=0)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def run_threads(work: Callable[[int], None], n: int, timeout: float = 60) -> None:
+    """Run ``work(0)`` ... ``work(n - 1)`` in threads at once and wait for all of them."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)

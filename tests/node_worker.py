@@ -43,7 +43,7 @@ def run_node(env: dict[str, str], rounds: int, n_samples: int, conn: Connection)
     index = int(env["SWARMLIB_NODE_INDEX"])
     if "TEST_START_AFTER_ROUND" in env:  # a node that starts late: once the swarm is past it
         _wait_for_round(env, int(env["TEST_START_AFTER_ROUND"]))
-    from swarmlib.errors import SwarmEnded
+    from swarmlib.errors import PrivacyBudgetSpent, SwarmEnded
 
     results = []
     ahead = "TEST_VOTE_AHEAD" in env  # vote, "train" for that many seconds, then sync
@@ -56,10 +56,14 @@ def run_node(env: dict[str, str], rounds: int, n_samples: int, conn: Connection)
                     time.sleep(float(env["TEST_VOTE_AHEAD"]))
                     state = _reader(env).round(env["SWARMLIB_SESSION"], node.round)
                     agreed_early.append(state.closed)
+                kind = "initial" if r == 0 and "TEST_INITIAL" in env else "sync"
                 try:
-                    merged = node.sync(node_weights(index, r), n_samples).weights
+                    merged = node.sync(node_weights(index, r), n_samples, kind=kind).weights
                 except SwarmEnded:  # the others finished and left the session
                     conn.send(("ended", results))
+                    return
+                except PrivacyBudgetSpent as e:  # the session's target_epsilon is reached
+                    conn.send(("budget", results, e.epsilon, node.privacy_spent()))
                     return
                 results.append((node.round - 1, node.last_hash.hex(), [m.tolist() for m in merged]))
                 time.sleep(float(env.get("TEST_PACE", "0")))  # "training" between syncs

@@ -64,14 +64,19 @@ def test_votes_are_cast_ahead_by_enough_batches_and_within_the_epoch_of_the_sync
 
 
 @pytest.mark.slow
-def test_three_keras_nodes_agree_beat_every_local_model_and_audit_clean(tmp_path: Path) -> None:
+@pytest.mark.parametrize("secure", [False, True], ids=["plain", "secure-aggregation"])
+def test_three_keras_nodes_agree_beat_every_local_model_and_audit_clean(
+    tmp_path: Path, secure: bool
+) -> None:
     rows: list[object] = []
 
     def check(swarm: LocalSwarm) -> None:
         rows.extend(audit(swarm.admin, swarm.session))
 
+    # the script sets nothing: `swarmlib run --secure-aggregation` sets it for every node
+    env = {"SWARMLIB_SECURE_AGGREGATION": "1"} if secure else None
     code = run_script(3, str(ROOT / "examples" / "quickstart.py"), workdir=tmp_path,
-                      timeout=300, on_finish=check)  # fmt: skip
+                      timeout=300, on_finish=check, extra_env=env)  # fmt: skip
     assert code == 0
     results = [json.loads(p.read_text()) for p in sorted((tmp_path / "results").glob("*.json"))]
     assert len(results) == 3
@@ -80,6 +85,7 @@ def test_three_keras_nodes_agree_beat_every_local_model_and_audit_clean(tmp_path
     assert results[0]["swarm_accuracy"] > best_local, results
     statuses = [row.status for row in rows]  # type: ignore[attr-defined]
     assert statuses[-1] == "pending" and set(statuses[:-1]) == {"agree"}, statuses
+    assert {row.secure_aggregation for row in rows} == {secure}  # type: ignore[attr-defined]
 
 
 @pytest.mark.slow

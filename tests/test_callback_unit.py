@@ -35,6 +35,8 @@ class FakeNode:
         self.losses = list(losses)  # merged val_loss to hand back, one per sync with scalars
         self.finished = 0
         self.round = 0
+        self.forfeit: set[int] = set()  # call numbers whose round is forfeited
+        self.last: list[np.ndarray] | None = None
 
     def expect(self, **rules: Any) -> None:
         self.expected = rules
@@ -55,8 +57,18 @@ class FakeNode:
         merged_scalars = {k: self.losses.pop(0) if self.losses else v for k, v in scalars.items()}
         self.round += 1
         stats = RoundStats(self.round - 1, 0, ("me", "peer"))
+        if len(self.calls) in self.forfeit:
+            own = [np.asarray(w) for w in weights]
+            return SyncResult(own, self.round - 1, stats, {}, {}, merged=False)
         merged = [np.asarray(w) * 0.5 for w in weights]
+        self.last = [m.copy() for m in merged]
         return SyncResult(merged, self.round - 1, stats, {"vote_s": 0.0}, merged_scalars)
+
+    def merged_weights(self) -> list[np.ndarray] | None:
+        return self.last
+
+    def privacy_spent(self) -> float | None:
+        return None
 
     def finish(self, *, wait: bool = True) -> None:
         self.finished += 1
@@ -95,7 +107,12 @@ def test_a_second_fit_starts_afresh_and_joins_only_once() -> None:
     first = list(callback.history)
     _fit(callback, model)
     assert node.joins == 1
-    assert node.expected == {"min_peers": 2, "merge": "coordmedian"}
+    assert node.expected == {
+        "min_peers": 2,
+        "merge": "coordmedian",
+        "secure_aggregation": None,
+        "privacy": None,
+    }
     # each fit: an initial sync, then one every 4 batches (16 batches: 4), no final merge
     # since the last batch ended with a sync
     assert node.kinds() == ["initial", "sync", "sync", "sync", "sync"] * 2
@@ -190,3 +207,37 @@ def test_when_the_others_have_left_training_goes_on_alone_without_more_rounds() 
     assert len(history.history["loss"]) == 2
     assert node.kinds() == ["initial", "sync"]
     assert callback.failures == []
+
+
+def test_a_spent_privacy_budget_stops_fit_with_the_model_of_the_last_merge() -> None:
+    spent = errors.PrivacyBudgetSpent("Round 3 would spend more.", epsilon=7.5)
+    node = FakeNode(fail={3: spent})
+    callback = SwarmCallback(sync_frequency=4, node=node, verbose=0, batch_size=8)
+    model = _model()
+    _fit(callback, model, epochs=3)
+    assert node.kinds() == ["initial", "sync", "sync"]  # nothing after the budget stop
+    assert model.stop_training and callback.failures == []
+    assert node.last is not None
+    for got, want in zip(model.get_weights(), node.last, strict=True):
+        np.testing.assert_array_equal(got, want)  # the training since is not kept
+
+
+def test_a_forfeited_round_keeps_the_nodes_own_weights_and_training_goes_on() -> None:
+    node = FakeNode()
+    node.forfeit = {2}
+    callback = SwarmCallback(sync_frequency=4, node=node, verbose=0, batch_size=8)
+    _fit(callback)
+    assert [h["merged"] for h in callback.history][:3] == [True, False, True]
+    assert len(node.calls) > 3 and callback.failures == []
+
+
+def test_secure_aggregation_with_a_robust_merge_or_privacy_with_adaptive_sync_is_refused() -> None:
+    from swarmlib.privacy import GaussianDP
+
+    with pytest.raises(errors.ConfigurationError, match="mean only"):
+        SwarmCallback(sync_frequency=4, merge="coordmedian", secure_aggregation=True)
+    with pytest.raises(errors.ConfigurationError, match="adaptive_sync"):
+        SwarmCallback(sync_frequency=4, adaptive_sync=True, val_data=([0], [0]),
+                      privacy=GaussianDP(1.0, 1.0))  # fmt: skip
+    with pytest.raises(errors.ConfigurationError, match="privacy"):
+        SwarmCallback(sync_frequency=4, privacy={"clip_norm": 1})  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from swarmlib.errors import ConfigurationError, PeerRejected, PeerTimeout
 from swarmlib.merge import First, Mean, get_strategy
 from swarmlib.transport import CurveKeyPair, Peer, RoundResult, ShardedExchange, crypto
 from swarmlib.transport.framing import CONTRIB, KEY, encode_header, parse_header
+from tests.conftest import run_threads
 
 MEAN = Mean().sharded()
 
@@ -48,11 +49,7 @@ def _run(
         except BaseException as e:  # reported to the test
             out[i] = e
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(exchanges))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    run_threads(work, len(exchanges))
     return out
 
 

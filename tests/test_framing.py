@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swarmlib.transport.framing import CONTRIB, KEY, encode_header, parse_header
+from swarmlib.transport.framing import CONTRIB, KEY, PROTOCOL_VERSION, encode_header, parse_header
 
 
 def _contrib(**overrides: object) -> dict[str, object]:
@@ -31,8 +31,8 @@ def test_a_well_formed_header_round_trips() -> None:
         (b"\xff\xfe", "not JSON"),
         (b"[1, 2]", "not an object"),
         (b"x" * 5000, "larger than"),
-        (json.dumps({"v": 2, "k": "contrib"}).encode(), "protocol version"),
-        (json.dumps({"v": 1, "k": "pickle"}).encode(), "unknown message kind"),
+        (json.dumps({"v": 1, "k": "contrib"}).encode(), "protocol version"),
+        (json.dumps({"v": PROTOCOL_VERSION, "k": "pickle"}).encode(), "unknown message kind"),
         (encode_header(CONTRIB, **_contrib(extra=1)), "do not match"),
         (encode_header(CONTRIB, **_contrib(n="10")), "wrong type"),
         (encode_header(CONTRIB, **_contrib(n=True)), "wrong type"),
@@ -61,6 +61,10 @@ def test_arbitrary_bytes_never_crash_the_parser(raw: bytes) -> None:
 
 def test_key_header_schema() -> None:
     raw = encode_header(
-        KEY, r=0, a=0, s=0, t=1, n=5, dt="<f8", st="Mean()", data="tcp://x:1", enc=True, cred=False
-    )
+        KEY, r=0, a=0, s=0, t=1, n=5, dt="<f8", st="mean", data="tcp://x:1", enc=True,
+        cred=False, w=3.0,
+    )  # fmt: skip
     assert parse_header(raw)[0] is not None
+    for weight in ("3", True):  # a weight that is not a number is refused
+        bad = raw.replace(b'"w":3.0', b'"w":' + json.dumps(weight).encode())
+        assert parse_header(bad)[0] is None

@@ -29,6 +29,7 @@ from swarmlib.transport.framing import (
     DONE,
     KEY,
     MERGED,
+    PROTOCOL_VERSION,
     REDUCE,
     encode_header,
     parse_header,
@@ -53,7 +54,8 @@ def _raw_header(**fields: Any) -> bytes:
     """A header as an attacker writes it: any JSON, no checks."""
     import json
 
-    return json.dumps({"v": 1, "k": CONTRIB, **fields}, separators=(",", ":")).encode()
+    header = {"v": PROTOCOL_VERSION, "k": CONTRIB, **fields}
+    return json.dumps(header, separators=(",", ":")).encode()
 
 
 @pytest.mark.parametrize(

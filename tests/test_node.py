@@ -6,7 +6,6 @@ import json
 import multiprocessing as mp
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,16 +29,6 @@ pytestmark = pytest.mark.slow
 TD = "swarm.test"
 
 
-@pytest.fixture
-def chain() -> Iterator[ChainServer]:
-    server = ChainServer(port=0)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def _swarm(
     chain: ChainServer,
     tmp: Path,
@@ -49,6 +38,7 @@ def _swarm(
     merge: str = "mean",
     round_timeout: int = 60,
     quorum_wait: int = 3,
+    rules: SessionRules | None = None,
 ) -> tuple[LedgerClient, list[dict[str, str]]]:
     """A contract with ``n`` members and session ``s`` (without rules if ``min_peers`` is None)."""
     w3 = connect(chain.url)
@@ -60,6 +50,7 @@ def _swarm(
         merge=merge,
         quorum_wait=quorum_wait,
         round_timeout=round_timeout,
+        rules=rules,
     )
     ca = DevCA.create(TD)
     ca.save(tmp / "ca")
@@ -325,7 +316,7 @@ class _LossyChain:
     """
 
     def __init__(self, url: str) -> None:
-        selector = Web3.keccak(text="ready(bytes32,uint64,uint32,uint64,bytes32)")[:4].hex()
+        selector = Web3.keccak(text="ready(bytes32,uint64,uint32,uint64,bytes32,bytes32)")[:4].hex()
         self.lost = 0
         proxy = self
 

@@ -4,6 +4,11 @@ Read from the contract's events (``Voted``, ``RoundAgreed``) with ``get_logs``
 over an explicit block range. The hash of the model merged in round *r* is what
 each participant reports as ``previousMergedHash`` when it votes in round
 *r + 1*; so the latest round stays "pending" until the next vote.
+
+With differential privacy, each row also holds the epsilon spent once that
+round is merged, recomputed here from the session's rules on chain (noise
+multiplier, delta) and the round number with dp-accounting: an auditor checks
+the budget without trusting any node's arithmetic.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ class AuditRow:
     samples: list[int]
     hashes: dict[str, bytes] = field(default_factory=dict)
     status: str = "pending"
+    secure_aggregation: bool = False
+    epsilon: float | None = None
 
     @property
     def merged_hash(self) -> bytes | None:
@@ -48,6 +55,7 @@ def audit(client: LedgerClient, session: str, *, from_block: int = 0) -> list[Au
         UnknownSession: the contract has no such session.
     """
     client.session(session)  # fails clearly on an unknown session
+    rules = client.session_rules(session)
     sid = session_id(session)
     latest = client.w3.eth.block_number
     events = client.contract.events
@@ -82,6 +90,9 @@ def audit(client: LedgerClient, session: str, *, from_block: int = 0) -> list[Au
             participants=people,
             spiffe_ids=[spiffe[p] for p in people],
             samples=[samples.get((r, att, p), 0) for p in people],
+            secure_aggregation=bool(rules and rules.secure_aggregation),
+            # conservative: every round counts, the initial one included
+            epsilon=rules.privacy.epsilon(r + 1) if rules and rules.privacy else None,
         )
         if att < final_attempt[r]:
             row.status = "retried"
@@ -100,8 +111,13 @@ def format_audit(rows: list[AuditRow], session: str) -> str:
     if not rows:
         return f"session {session!r}: no agreed rounds yet"
     lines = [f"session {session!r}: {len(rows)} agreed round attempt(s)"]
+    private = any(row.epsilon is not None for row in rows)
+    secure = any(row.secure_aggregation for row in rows)
+    extra = f"{'epsilon':>8}  " if private else ""
+    extra += "secagg  " if secure else ""
     lines.append(
-        f"{'round':>5} {'att':>3}  {'status':<8}  {'merged sha256':<16}  participants (samples)"
+        f"{'round':>5} {'att':>3}  {'status':<8}  {'merged sha256':<16}  {extra}"
+        "participants (samples)"
     )
     for row in rows:
         who = ", ".join(f"{s} ({n})" for s, n in zip(row.spiffe_ids, row.samples, strict=True))
@@ -114,5 +130,9 @@ def format_audit(rows: list[AuditRow], session: str) -> str:
             note = "  <- " + "; ".join(f"{h.hex()[:12]}: {', '.join(g)}" for h, g in groups.items())
         elif row.status == "agree" and len(row.hashes) < len(row.participants):
             note = f"  ({len(row.hashes)} of {len(row.participants)} reported)"
-        lines.append(f"{row.round:>5} {row.attempt:>3}  {row.status:<8}  {digest:<16}  {who}{note}")
+        cells = f"{row.epsilon:>8.3g}  " if private and row.epsilon is not None else ""
+        cells += ("on      " if row.secure_aggregation else "off     ") if secure else ""
+        lines.append(
+            f"{row.round:>5} {row.attempt:>3}  {row.status:<8}  {digest:<16}  {cells}{who}{note}"
+        )
     return "\n".join(lines)

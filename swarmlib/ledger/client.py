@@ -134,6 +134,11 @@ def session_id(name: str) -> bytes:
     return bytes(keccak(text=name))
 
 
+def rules_hash(min_peers: int, rules: str) -> bytes:
+    """What a vote names its rules by: ``keccak256(abi.encodePacked(uint32 minPeers, rules))``."""
+    return bytes(keccak(min_peers.to_bytes(4, "big") + rules.encode()))
+
+
 def check_spiffe_id(spiffe_id: str) -> str:
     """Light check of a SPIFFE ID before it goes on chain (the identity layer checks fully).
 
@@ -201,6 +206,7 @@ class LedgerClient:
         self.tx_timeout = tx_timeout
         self._signer: Signer | None = None
         self._sessions: dict[str, SessionInfo] = {}
+        self._voting_rules: dict[str, bytes] = {}  # session -> the rules hash its votes name
         self.rpc = rpc or str(getattr(w3.provider, "endpoint_uri", "embedded"))
         try:
             self.address = to_checksum_address(address)
@@ -391,6 +397,7 @@ class LedgerClient:
         merge: str = DEFAULT_MERGE,
         quorum_wait: int = 30,
         round_timeout: int = 600,
+        rules: SessionRules | None = None,
     ) -> TxReceipt:
         """Create a training session (admins only).
 
@@ -406,19 +413,30 @@ class LedgerClient:
                 Defaults to 30.
             round_timeout: Seconds a node waits for a round to close before it
                 gives up with :class:`QuorumTimeout`. Defaults to 600.
+            rules: All the session's rules at once (secure aggregation and
+                privacy too), instead of ``min_peers`` and ``merge``.
         """
-        rules = SessionRules(min_peers, merge).encode() if min_peers else ""
+        if rules is None and min_peers:
+            rules = SessionRules(min_peers, merge)
+        encoded = rules.encode() if rules is not None else ""
         return self._send(
             self.contract.functions.createSession(
-                name, min_peers, quorum_wait, round_timeout, rules
+                name, rules.min_peers if rules else 0, quorum_wait, round_timeout, encoded
             ),
             "createSession",
         )
 
     def session_rules(self, name: str) -> SessionRules | None:
-        """The rules of session ``name``, or ``None`` while nobody has fixed them."""
+        """The rules of session ``name``, or ``None`` while nobody has fixed them.
+
+        Rules read here are the ones this client's votes in that session name
+        (:meth:`ready`), unless :meth:`fix_rules` fixed them.
+        """
         info = self.session(name)
-        return SessionRules.decode(info.min_peers, info.rules) if info.rules_fixed else None
+        if not info.rules_fixed:
+            return None
+        self._voting_rules.setdefault(name, rules_hash(info.min_peers, info.rules))
+        return SessionRules.decode(info.min_peers, info.rules)
 
     def fix_rules(self, session: str, rules: SessionRules) -> TxReceipt:
         """Fix the rules of a session created without them (members; the first call wins).
@@ -427,10 +445,12 @@ class LedgerClient:
             RulesAlreadyFixed: someone fixed them already; read them with
                 :meth:`session_rules`.
         """
-        return self._send(
+        receipt = self._send(
             self.contract.functions.fixRules(session_id(session), rules.min_peers, rules.encode()),
             "fixRules",
         )
+        self._voting_rules[session] = rules_hash(rules.min_peers, rules.encode())
+        return receipt
 
     def ready(
         self,
@@ -442,6 +462,11 @@ class LedgerClient:
     ) -> TxReceipt:
         """Vote to take part in a round; records the hash of the last merged model loaded.
 
+        The vote names the session rules this client agreed to (read with
+        :meth:`session_rules` or fixed with :meth:`fix_rules`; read now if
+        neither ran), and the contract refuses it (:class:`RulesMismatch`) when
+        they are not the session's.
+
         Every node votes every round, so the vote is sent without simulating it
         first (one contract run fewer on the chain per vote). A refused vote (the
         round closed without this node, say) is mined as a failed transaction and
@@ -449,9 +474,12 @@ class LedgerClient:
         """
         if len(previous_merged_hash) != 32:
             raise ConfigurationError("`previous_merged_hash` must be 32 bytes (a SHA-256).")
+        if session not in self._voting_rules:
+            self.session_rules(session)
+        agreed = self._voting_rules.get(session, ZERO32)
         return self._send(
             self.contract.functions.ready(
-                session_id(session), round_id, attempt, n_samples, previous_merged_hash
+                session_id(session), round_id, attempt, n_samples, previous_merged_hash, agreed
             ),
             f"ready(round {round_id}, attempt {attempt})",
             check=False,

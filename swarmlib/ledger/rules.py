@@ -2,10 +2,13 @@
 
 The contract stores ``minPeers`` (it closes rounds by it) and a ``rules`` string
 it does not read: canonical JSON of everything else the participants must share,
-today the merge strategy. Settings added later (secure aggregation, owner
-replicas, privacy) are new keys of the same object, so the contract need not
-change for them. A node compares its own settings with these at ``join()`` and is
-refused before it votes when they differ.
+the merge strategy, secure aggregation and the differential-privacy parameters.
+Settings added later (owner replicas, say) are new keys of the same object, so
+the contract need not change for them; a key at its default is left out, so a
+session of an older version reads the same. A node compares its own settings
+with these at ``join()`` and is refused before it votes when they differ; each
+vote carries the hash of the rules it was cast under, and the contract refuses
+a vote whose hash is not the session's.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 from dataclasses import dataclass
 
 from swarmlib.errors import ConfigurationError
+from swarmlib.privacy import GaussianDP
 
 __all__ = ["DEFAULT_MERGE", "SessionRules"]
 
@@ -29,10 +33,14 @@ class SessionRules:
         min_peers: Fewest participants a round may close with.
         merge: The merge strategy, as a :attr:`swarmlib.merge.Strategy.spec`
             (or any name :func:`swarmlib.merge.get_strategy` accepts).
+        secure_aggregation: Whether owners see only sums (see docs/security.md).
+        privacy: The session's differential privacy, or ``None``.
     """
 
     min_peers: int
     merge: str = DEFAULT_MERGE
+    secure_aggregation: bool = False
+    privacy: GaussianDP | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.min_peers, bool) or not isinstance(self.min_peers, int):
@@ -45,7 +53,12 @@ class SessionRules:
 
     def encode(self) -> str:
         """The ``rules`` string stored on chain (``min_peers`` is stored apart)."""
-        return json.dumps({"merge": self.merge}, sort_keys=True, separators=(",", ":"))
+        data: dict[str, object] = {"merge": self.merge}
+        if self.secure_aggregation:
+            data["secure_aggregation"] = True
+        if self.privacy is not None:
+            data["privacy"] = self.privacy.to_rule()
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def decode(cls, min_peers: int, rules: str) -> SessionRules:
@@ -54,14 +67,26 @@ class SessionRules:
         Raises:
             ConfigurationError: the string is not rules this version understands.
         """
+        unreadable = ConfigurationError(
+            f"The session's rules on chain ({rules!r}) are not ones this swarmlib version "
+            "reads; upgrade swarmlib, or use a session made by this version."
+        )
         try:
             data = json.loads(rules)
             merge = data["merge"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise ConfigurationError(
-                f"The session's rules on chain ({rules!r}) are not ones this swarmlib version "
-                "reads; upgrade swarmlib, or use a session made by this version."
-            ) from e
+            secure = data.get("secure_aggregation", False)
+            privacy = data.get("privacy")
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise unreadable from e
+        if set(data) - {"merge", "secure_aggregation", "privacy"} or not isinstance(secure, bool):
+            raise unreadable
         if not isinstance(merge, str):
             raise ConfigurationError(f"The session's merge rule {merge!r} is not a string.")
-        return cls(min_peers=min_peers, merge=merge)
+        dp = None if privacy is None else GaussianDP.from_rule(privacy)
+        return cls(min_peers=min_peers, merge=merge, secure_aggregation=secure, privacy=dp)
+
+    def __str__(self) -> str:
+        text = f"min_peers={self.min_peers}, merge={self.merge!r}"
+        if self.secure_aggregation:
+            text += ", secure aggregation"
+        return text + (f", privacy {self.privacy}" if self.privacy is not None else "")

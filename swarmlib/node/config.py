@@ -2,19 +2,22 @@
 
 Precedence, for every setting: an explicit argument (``SwarmNode(min_peers=3)``,
 ``SwarmCallback(min_peers=3)``) over its ``SWARMLIB_*`` variable over the
-default. The session's rules (``min_peers``, ``merge``) are then checked against
-the chain at ``join()``: the chain has the last word.
+default. The session's rules (``min_peers``, ``merge``, ``secure_aggregation``,
+``privacy``) are then checked against the chain at ``join()``: the chain has the
+last word.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, fields
 from typing import Any
 
 from swarmlib.errors import ConfigurationError
+from swarmlib.privacy import GaussianDP
 
-__all__ = ["ENV", "NodeConfig"]
+__all__ = ["ENV", "RULES", "NodeConfig"]
 
 #: Environment variable of each NodeConfig field (set by `swarmlib run` or a deployment).
 ENV = {
@@ -34,7 +37,11 @@ ENV = {
     "timeout": "SWARMLIB_TIMEOUT",
     "min_peers": "SWARMLIB_MIN_PEERS",
     "merge": "SWARMLIB_MERGE",
+    "secure_aggregation": "SWARMLIB_SECURE_AGGREGATION",
+    "privacy": "SWARMLIB_PRIVACY",
 }
+#: The settings that are session rules, checked against the chain at join().
+RULES = ("min_peers", "merge", "secure_aggregation", "privacy")
 
 _REQUIRED = ("contract", "session", "key_file")
 
@@ -60,6 +67,12 @@ class NodeConfig:
             takes the session's.
         merge: The session's merge strategy this node expects. ``None`` takes
             the session's.
+        secure_aggregation: Whether this node expects secure aggregation
+            (``SWARMLIB_SECURE_AGGREGATION=1``). ``None`` takes the session's.
+        privacy: The differential privacy this node expects, a
+            :class:`~swarmlib.privacy.GaussianDP` (``SWARMLIB_PRIVACY`` holds its
+            fields as JSON, e.g. ``{"clip_norm": 1, "noise_multiplier": 1.1}``).
+            ``None`` takes the session's.
     """
 
     contract: str = ""
@@ -78,6 +91,8 @@ class NodeConfig:
     timeout: float = 60.0
     min_peers: int | None = None
     merge: str | None = None
+    secure_aggregation: bool | None = None
+    privacy: GaussianDP | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> NodeConfig:
@@ -111,6 +126,20 @@ class NodeConfig:
 
 
 def _parse(var: str, raw: str, kind: str) -> Any:
+    if "bool" in kind:
+        flag = raw.strip().lower()
+        if flag not in ("1", "true", "yes", "0", "false", "no"):
+            raise ConfigurationError(f"{var}={raw!r} is not a flag: use 1 or 0.")
+        return flag in ("1", "true", "yes")
+    if "GaussianDP" in kind:
+        try:
+            fields_ = json.loads(raw)
+            return GaussianDP(**fields_)
+        except (ValueError, TypeError) as e:
+            raise ConfigurationError(
+                f"{var}={raw!r} is not a privacy setting: expected JSON such as "
+                '{"clip_norm": 1.0, "noise_multiplier": 1.1, "delta": 1e-5}.'
+            ) from e
     try:
         return int(raw) if "int" in kind else float(raw) if "float" in kind else raw
     except ValueError as e:

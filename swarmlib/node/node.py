@@ -42,12 +42,15 @@ from web3 import Web3
 from swarmlib.errors import (
     AlreadyVoted,
     ConfigurationError,
+    FetchFailed,
     IdentityError,
     NotAMember,
     PeerRejected,
+    PrivacyBudgetSpent,
     QuorumTimeout,
     RoundClosed,
     RoundFailed,
+    RoundForfeited,
 )
 from swarmlib.identity import IdentitySource, open_source
 from swarmlib.ledger import LedgerClient, MemberInfo, RoundInfo, SessionRules, connect
@@ -55,11 +58,12 @@ from swarmlib.ledger.chain import with_retries
 from swarmlib.ledger.keys import load_or_create_account
 from swarmlib.merge import First, ShardedMerge, Strategy, get_strategy
 from swarmlib.node.catchup import fetch_swarm_model, round_to_join
-from swarmlib.node.config import NodeConfig
+from swarmlib.node.config import RULES, NodeConfig
 from swarmlib.node.membership import Membership
 from swarmlib.node.rules import agree_rules, check_rules
 from swarmlib.node.votes import EarlyVote, Votes
-from swarmlib.params import flatten, unflatten
+from swarmlib.params import Layout, flatten, unflatten
+from swarmlib.privacy import GaussianDP
 from swarmlib.transport import CurveKeyPair, RoundResult, RoundStats, ShardedExchange
 from swarmlib.transport.fetch import ModelServer
 
@@ -88,6 +92,11 @@ class SyncResult:
             was cast ahead), waiting for the round to be agreed (``wait_s``)
             and in the exchange (``exchange_s``).
         scalars: The merged named scalars (e.g. ``{"val_loss": 0.31}``).
+        merged: False when a securely aggregated round was forfeited
+            (:class:`~swarmlib.errors.RoundForfeited`): ``weights`` are then
+            this node's own, unmerged.
+        epsilon: The privacy budget spent after this round, with differential
+            privacy on; else ``None``.
     """
 
     weights: list[np.ndarray]
@@ -95,6 +104,8 @@ class SyncResult:
     stats: RoundStats
     timing: dict[str, float]
     scalars: dict[str, float]
+    merged: bool = True
+    epsilon: float | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,10 @@ class SwarmNode:
         self.last_hash = b"\0" * 32
         self._joined: _Joined | None = None
         self._flat: np.ndarray | None = None  # flatten()'s buffer, reused round after round
+        self._base: np.ndarray | None = None  # the last merged vector (read-only), for updates
+        self._base_layout: Layout | None = None
+        self._base_count = 0
+        self._rng = np.random.default_rng()  # the privacy noise (seeded by the OS)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> SwarmNode:
@@ -179,19 +194,23 @@ class SwarmNode:
 
     # ------------------------------------------------------------------ join
 
-    def expect(self, *, min_peers: int | None = None, merge: str | None = None) -> None:
+    def expect(self, **rules: Any) -> None:
         """Require these session rules: before :meth:`join` they become this node's settings.
 
-        The Keras callback passes its ``min_peers`` and ``merge`` here.
+        ``rules`` are any of ``min_peers``, ``merge``, ``secure_aggregation`` and
+        ``privacy``; ``None`` leaves one open. The Keras callback passes its own here.
 
         Raises:
             ConfigurationError: they differ from the node's own settings, or
                 (after ``join``) from the session's rules on chain.
         """
+        unknown = sorted(set(rules) - set(RULES))
+        if unknown:
+            raise ConfigurationError(f"Unknown rule(s) {', '.join(unknown)}; known: {RULES}.")
         if self._joined is not None:
-            check_rules(self._joined.rules, self.config.session, min_peers=min_peers, merge=merge)
+            check_rules(self._joined.rules, self.config.session, **rules)
             return
-        given: dict[str, Any] = {"min_peers": min_peers, "merge": merge}
+        given: dict[str, Any] = rules
         for name, value in given.items():
             mine = getattr(self.config, name)
             if value is not None and mine is not None and mine != value:
@@ -255,6 +274,8 @@ class SwarmNode:
         """
         j = self._state("vote_ahead")
         _check_samples(n_samples)
+        if j.rules.privacy is not None and not j.rules.privacy.allows(self.round + 1):
+            return  # sync() raises PrivacyBudgetSpent: no vote for a round that will not run
         j.votes.ahead(self.round, n_samples, self.last_hash)
 
     def sync(
@@ -297,6 +318,9 @@ class SwarmNode:
         _check_samples(n_samples)
         if kind not in ("initial", "sync"):
             raise ConfigurationError(f"`kind` must be 'initial' or 'sync'; got {kind!r}.")
+        privacy = j.rules.privacy if kind == "sync" else None
+        if privacy is not None:
+            self._check_private(privacy, scalars)
         names = sorted(scalars or {})
         extra = [np.asarray([float((scalars or {})[n]) for n in names])] if names else []
         labels = (
@@ -309,29 +333,97 @@ class SwarmNode:
         early = j.votes.take(n_samples)
         if early is None:
             j.membership.register_if_rotated()
-        strategy: Strategy = First() if kind == "initial" else j.strategy
-        merge = _Labelled(strategy.sharded(layout), names)
-        result, timing = self._attempts(j, vector, n_samples, merge, early)
+        merges = {k: _Labelled(s.sharded(layout), names)
+                  for k, s in (("initial", First()), ("sync", j.strategy))}  # fmt: skip
+        result, timing = self._attempts(j, vector, n_samples, merges, kind, early, privacy)
+        if result is None:  # forfeited: nothing merged, nothing to serve, the next round merges
+            self.round += 1
+            own = [np.array(w) for w in weights] if copy else list(weights)
+            return SyncResult(own, self.round - 1, RoundStats(self.round - 1, 0, ()), timing,
+                              {}, merged=False, epsilon=self.privacy_spent())  # fmt: skip
         self.last_hash = bytes.fromhex(result.sha256)
         # the merged vector is this round's own (the caller gets copies, or read-only views):
         # held, not copied
         j.model_server.publish(result.sha256, result.vector, self.round, copy=False)
         self.round += 1
+        self._base, self._base_layout, self._base_count = result.vector, layout, len(weights)
         arrays = unflatten(result.vector, layout, copy=copy)
         merged_scalars = dict(zip(names, arrays.pop().tolist(), strict=True)) if names else {}
-        return SyncResult(arrays, self.round - 1, result.stats, timing, merged_scalars)
+        return SyncResult(arrays, self.round - 1, result.stats, timing, merged_scalars,
+                          epsilon=self.privacy_spent())  # fmt: skip
+
+    # --------------------------------------------------------------- privacy
+
+    def privacy_spent(self) -> float | None:
+        """Epsilon spent so far in this session (``None`` without differential privacy).
+
+        Counted over every round of the session up to this node's (conservatively,
+        the initial one and rounds before this node joined included), with the
+        session's :class:`~swarmlib.privacy.GaussianDP` and dp-accounting.
+        """
+        privacy = self._joined.rules.privacy if self._joined is not None else None
+        return None if privacy is None else privacy.epsilon(self.round)
+
+    def merged_weights(self) -> list[np.ndarray] | None:
+        """Copies of the model merged last (``None`` before the first merge)."""
+        if self._base is None or self._base_layout is None:
+            return None
+        arrays = unflatten(self._base, self._base_layout, copy=True)
+        return arrays[: self._base_count]  # without the merged scalars
+
+    def _check_private(self, privacy: GaussianDP, scalars: Mapping[str, float] | None) -> None:
+        """Raise before voting if a private round cannot run."""
+        if scalars:
+            raise ConfigurationError(
+                "Scalars (adaptive sync's val_loss) would be merged without noise in a session "
+                "with differential privacy; turn adaptive sync off, or privacy."
+            )
+        if not privacy.allows(self.round + 1):
+            spent = privacy.epsilon(self.round)
+            raise PrivacyBudgetSpent(
+                f"Round {self.round} would spend epsilon {privacy.epsilon(self.round + 1):.3g} "
+                f"(delta {privacy.delta:g}), more than the session's target_epsilon "
+                f"{privacy.target_epsilon:g}; {spent:.3g} is spent. The swarm stops here with "
+                "the model of the last merge.",
+                epsilon=spent,
+            )
+        if self._base is None:
+            raise ConfigurationError(
+                "Differential privacy clips each update against the last merged model, and "
+                "this node has none yet: begin with sync(..., kind='initial') (SwarmCallback "
+                "does)."
+            )
+
+    def _private_vector(
+        self, privacy: GaussianDP, vector: np.ndarray, participants: int, secure: bool
+    ) -> np.ndarray:
+        """``vector`` with its update clipped and this node's share of the noise added."""
+        assert self._base is not None
+        std = privacy.noise_std(participants, distributed=secure)
+        noisy = np.empty_like(vector)
+        norm = privacy.privatize(vector, self._base, std, self._rng, out=noisy)
+        logger.info("Round %d: update norm %.4g (clipped to %g), noise std %.3g per parameter",
+                    self.round, norm, privacy.clip_norm, std)  # fmt: skip
+        return noisy
 
     def _attempts(
         self,
         j: _Joined,
         vector: np.ndarray,
         n_samples: int,
-        merge: _Labelled,
+        merges: dict[str, _Labelled],
+        kind: SyncKind,
         early: Future[EarlyVote] | None,
-    ) -> tuple[RoundResult, dict[str, float]]:
-        """Vote, wait for the agreed round, exchange; retry failed attempts without culprits."""
+        privacy: GaussianDP | None,
+    ) -> tuple[RoundResult | None, dict[str, float]]:
+        """Vote, wait for the agreed round, exchange; retry failed attempts without culprits.
+
+        Returns ``None`` for a forfeited round (secure aggregation, see
+        :class:`~swarmlib.errors.RoundForfeited`).
+        """
         excluded: set[str] = set()
         attempt, catching_up = 0, False
+        noisy: np.ndarray | None = None
         timing = {"vote_s": 0.0, "wait_s": 0.0, "exchange_s": 0.0}
         while True:
             t0 = time.perf_counter()
@@ -360,8 +452,20 @@ class SwarmNode:
                     args=(j.account.address,),
                 )
             if catching_up:
-                catching_up = False
-                vector = self._catch_up(j, state, vector)
+                # the swarm is past its initial round: this node merges as the others do
+                catching_up, kind, noisy = False, "sync", None
+                fetched = self._catch_up(j, state, vector)
+                if privacy is not None:
+                    if fetched is vector:
+                        raise FetchFailed(
+                            f"Round {self.round}: this node came late and could not fetch the "
+                            "swarm's model. With differential privacy it cannot take part with "
+                            "its own weights (its update against the swarm's model would not be "
+                            "bounded by clip_norm); it tries again at its next sync."
+                        )
+                    self._base = fetched  # the swarm's model: this node's update is nothing
+                    self._check_private(privacy, None)
+                vector = fetched
             peers = j.membership.peers(state.participants, excluded, members)
             t2 = time.perf_counter()
             timing["vote_s"] += t1 - t0
@@ -372,13 +476,24 @@ class SwarmNode:
                     f"{', '.join(sorted(excluded))}; the session needs {j.rules.min_peers} "
                     "(min_peers)."
                 )
+            secure = j.rules.secure_aggregation and kind == "sync"
+            if privacy is not None and (noisy is None or secure):
+                # noise is drawn once per round; under secure aggregation, where a failed
+                # attempt released nothing, again for each attempt's number of participants
+                noisy = self._private_vector(privacy, vector, len(peers), secure)
             try:
                 result = j.exchange.run_round(
-                    peers, vector, round_id=self.round, attempt=attempt, weight=float(n_samples),
-                    merge=merge,
+                    peers, vector if noisy is None else noisy, round_id=self.round,
+                    attempt=attempt, merge=merges[kind], secure=secure,
+                    # a private merge counts every node alike: its sensitivity is clip_norm / n
+                    weight=1.0 if privacy is not None else float(n_samples),
                 )  # fmt: skip
                 timing["exchange_s"] += time.perf_counter() - t2
                 return result, timing
+            except RoundForfeited as e:
+                timing["exchange_s"] += time.perf_counter() - t2
+                logger.warning("%s", e)
+                return None, timing
             except RoundFailed as e:
                 timing["exchange_s"] += time.perf_counter() - t2
                 self._retry_or_raise(j, e, attempt, excluded)
@@ -513,6 +628,10 @@ class _Labelled:
     def spec(self) -> str:
         return self.inner.spec + (f"+scalars({','.join(self.scalars)})" if self.scalars else "")
 
+    @property
+    def linear(self) -> bool:
+        return self.inner.linear
+
     def __call__(
         self, shards: list[np.ndarray], weights: list[float], names: list[str], offset: int
     ) -> Any:
@@ -530,7 +649,7 @@ def _join_swarm(c: NodeConfig, identity: IdentitySource) -> _Joined:
     )
     ledger = LedgerClient(w3, c.contract, account, rpc=c.rpc)
     _check_member(ledger, account.address, identity.spiffe_id)
-    rules = agree_rules(ledger, c.session, min_peers=c.min_peers, merge=c.merge)
+    rules = agree_rules(ledger, c.session, **{name: getattr(c, name) for name in RULES})
     curve = CurveKeyPair.load_or_create(Path(c.curve_dir or Path(c.key_file).parent))
     membership = Membership(ledger, identity, account, curve, chain_id, c.rpc)
     exchange = ShardedExchange(

@@ -1,6 +1,7 @@
 """Agree on a session's rules with the chain, before this node casts any vote.
 
-The chain holds the session's rules (:class:`~swarmlib.ledger.SessionRules`).
+The chain holds the session's rules (:class:`~swarmlib.ledger.SessionRules`:
+``min_peers``, the merge strategy, secure aggregation, differential privacy).
 If nobody has fixed them yet, this node fixes them from its own settings (the
 first node to join wins a race; the others read what it fixed). A node whose
 own settings disagree with the chain's is refused here, at ``join()``, with both
@@ -10,10 +11,12 @@ values named; a setting the node leaves open (``None``) takes the chain's.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from swarmlib.errors import ConfigurationError, RulesAlreadyFixed
 from swarmlib.ledger import DEFAULT_MERGE, LedgerClient, SessionRules
 from swarmlib.merge import get_strategy
+from swarmlib.transport.secagg import MIN_PARTICIPANTS
 
 __all__ = ["agree_rules", "canonical_merge", "check_feasible", "check_rules"]
 
@@ -30,13 +33,14 @@ def canonical_merge(name: str) -> str:
 
 
 def check_feasible(rules: SessionRules, session: str) -> None:
-    """Raise if the session's merge cannot run on a round of ``min_peers`` participants.
+    """Raise if the session's rules cannot run on a round of ``min_peers`` participants.
 
     Krum with ``f`` tolerates ``f`` Byzantine peers only among at least ``2f + 3``; a
-    trimmed mean with ``k`` needs more than ``2k``. A round may close with ``min_peers``.
+    trimmed mean with ``k`` needs more than ``2k``; secure aggregation needs a
+    linear merge and 3 participants. A round may close with ``min_peers``.
 
     Raises:
-        ConfigurationError: naming the strategy's need and the session's ``min_peers``.
+        ConfigurationError: naming the rule's need and the session's ``min_peers``.
     """
     strategy = get_strategy(rules.merge)
     if strategy.min_peers > rules.min_peers:
@@ -45,21 +49,42 @@ def check_feasible(rules: SessionRules, session: str) -> None:
             f"participants in a round, but a round may close with min_peers="
             f"{rules.min_peers}. Raise min_peers to {strategy.min_peers}, or choose another merge."
         )
+    if rules.secure_aggregation and not strategy.linear:
+        raise ConfigurationError(
+            f"Session {session!r}: secure aggregation shows owners only sums, so it merges by "
+            f"the mean; merge {strategy.spec} needs each participant's values. Use "
+            "merge='mean', or turn secure aggregation off."
+        )
+    if rules.secure_aggregation and rules.min_peers < MIN_PARTICIPANTS:
+        raise ConfigurationError(
+            f"Session {session!r}: secure aggregation needs rounds of at least "
+            f"{MIN_PARTICIPANTS} participants (with two, each learns the other's model from "
+            f"the mean and its own), but min_peers={rules.min_peers}. Raise min_peers to 3."
+        )
 
 
-def check_rules(
-    agreed: SessionRules, session: str, *, min_peers: int | None, merge: str | None
-) -> None:
+def _show(name: str, value: Any) -> str:
+    return f"{name}={value}" if name == "privacy" else f"{name}={value!r}"
+
+
+def check_rules(agreed: SessionRules, session: str, **settings: Any) -> None:
     """Raise if this node's settings (``None``: no preference) differ from ``agreed``.
+
+    ``settings`` are any of ``min_peers``, ``merge``, ``secure_aggregation`` and
+    ``privacy`` (a :class:`~swarmlib.privacy.GaussianDP`).
 
     Raises:
         ConfigurationError: naming the setting, this node's value and the session's.
     """
     clashes = []
-    if min_peers is not None and min_peers != agreed.min_peers:
-        clashes.append(f"min_peers={min_peers} here, min_peers={agreed.min_peers} on chain")
-    if merge is not None and canonical_merge(merge) != canonical_merge(agreed.merge):
-        clashes.append(f"merge={canonical_merge(merge)!r} here, merge={agreed.merge!r} on chain")
+    for name, value in settings.items():
+        if value is None:
+            continue
+        ours, theirs = value, getattr(agreed, name)
+        if name == "merge":
+            ours, theirs = canonical_merge(value), canonical_merge(theirs)
+        if ours != theirs:
+            clashes.append(f"{_show(name, ours)} here, {_show(name, theirs)} on chain")
     if clashes:
         raise ConfigurationError(
             f"This node's settings disagree with the rules of session {session!r}: "
@@ -68,10 +93,10 @@ def check_rules(
         )
 
 
-def agree_rules(
-    ledger: LedgerClient, session: str, *, min_peers: int | None, merge: str | None
-) -> SessionRules:
+def agree_rules(ledger: LedgerClient, session: str, **settings: Any) -> SessionRules:
     """The session's rules, fixed from this node's settings if nobody has fixed them yet.
+
+    ``settings`` as for :func:`check_rules`; ``min_peers`` is needed to fix them.
 
     Raises:
         ConfigurationError: the settings disagree with the chain's rules, or the
@@ -79,14 +104,19 @@ def agree_rules(
     """
     agreed = ledger.session_rules(session)
     if agreed is None:
-        if min_peers is None:
+        if settings.get("min_peers") is None:
             raise ConfigurationError(
                 f"Session {session!r} has no rules yet and this node sets no min_peers: pass "
                 "min_peers (SwarmCallback(min_peers=...), SWARMLIB_MIN_PEERS) so that the first "
                 "node can fix them, or create the session with `swarmlib session create "
                 "--min-peers N`."
             )
-        wanted = SessionRules(min_peers, canonical_merge(merge or DEFAULT_MERGE))
+        wanted = SessionRules(
+            settings["min_peers"],
+            canonical_merge(settings.get("merge") or DEFAULT_MERGE),
+            bool(settings.get("secure_aggregation")),
+            settings.get("privacy"),
+        )
         check_feasible(wanted, session)  # before it is fixed for good
         try:
             ledger.fix_rules(session, wanted)
@@ -95,6 +125,6 @@ def agree_rules(
         except RulesAlreadyFixed:  # another node was first: compare with what it fixed
             agreed = ledger.session_rules(session)
             assert agreed is not None
-    check_rules(agreed, session, min_peers=min_peers, merge=merge)
+    check_rules(agreed, session, **settings)
     check_feasible(agreed, session)
     return agreed

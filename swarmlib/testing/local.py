@@ -163,7 +163,8 @@ def _one_round(
     while True:
         try:
             res = ex.run_round(live, vec, round_id=r, attempt=attempt, weight=weight, merge=merge,
-                               out=None if options["return_vectors"] else merged)  # fmt: skip
+                               out=None if options["return_vectors"] else merged,
+                               secure=options["secure"])  # fmt: skip
             break
         except TransportError as e:
             outcome.error, outcome.error_type = str(e), type(e).__name__
@@ -208,6 +209,7 @@ def run_local_exchange(
     return_vectors: bool = False,
     progress: Callable[[str], None] | None = None,
     log_level: int = logging.WARNING,
+    secure: bool = False,
 ) -> list[NodeReport]:
     """Start ``nodes`` processes and let them exchange ``rounds`` rounds.
 
@@ -228,6 +230,7 @@ def run_local_exchange(
         return_vectors: Send each merged vector back (small models only).
         progress: Called with a line of text as nodes report. Defaults to none.
         log_level: Logging level inside the nodes. Defaults to WARNING.
+        secure: Secure aggregation (``strategy`` must be ``"mean"``). Defaults to ``False``.
 
     Returns:
         One report per node, in node order; a killed node's report is empty
@@ -240,7 +243,8 @@ def run_local_exchange(
     weights = weights or [1.0] * nodes
     options = {"plaintext": plaintext, "timeout": timeout, "strategy": strategy, "dtype": dtype,
                "seed": seed, "weights": weights, "kill": kill, "retry": retry,
-               "return_vectors": return_vectors, "log_level": log_level}  # fmt: skip
+               "return_vectors": return_vectors, "log_level": log_level,
+               "secure": secure}  # fmt: skip
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(nodes)
     procs: list[Any] = []

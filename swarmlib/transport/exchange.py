@@ -15,6 +15,17 @@ participants; participant *i* owns shard *i*. In a round each node
 4. sends its merged shard, sealed, to every participant (``merged``) and
    receives theirs.
 
+With secure aggregation (``run_round(..., secure=True)``, linear merges only)
+step 2 sends each owner a masked, fixed-point slice (:mod:`~swarmlib.transport.secagg`),
+and between steps 2 and 3 every owner that holds all its slices says so
+(``have``); once a node has heard ``have`` from *every* owner it reveals its
+self-mask key for each owner's shard (``reveal``), and each owner unmasks only
+the sum. Until then no owner can learn any sum, so a failure in the key or
+scatter phase is retried safely without the culprit. A failure after this node
+revealed raises :class:`~swarmlib.errors.RoundForfeited` instead: a retry would
+hand an owner a second sum over other participants, and the difference of two
+sums is a participant's values.
+
 Each node moves ``2(N-1)/N`` of the model and ends with the same bytes. A
 message that is foreign, for another round, replayed, truncated, tampered with
 or of the wrong shape is dropped and logged. A participant that sends nothing
@@ -41,14 +52,18 @@ from swarmlib.errors import (
     MergeError,
     PeerTimeout,
     RoundFailed,
+    RoundForfeited,
 )
+from swarmlib.transport import secagg
 from swarmlib.transport.auth import CurveKeyPair
 from swarmlib.transport.framing import (
     CONTRIB,
     DONE,
+    HAVE,
     KEY,
     MERGED,
     REDUCE,
+    REVEAL,
 )
 from swarmlib.transport.round import (
     Peer,
@@ -197,6 +212,7 @@ class ShardedExchange:
         attempt: int = 0,
         weight: float = 1.0,
         out: np.ndarray | None = None,
+        secure: bool = False,
     ) -> RoundResult:
         """Exchange and merge ``vector`` with the participants.
 
@@ -214,6 +230,10 @@ class ShardedExchange:
             out: Where to write the merged vector: a contiguous array of the
                 vector's shape and dtype, not sharing memory with it. Reusing one
                 array round after round saves an allocation. Defaults to a new array.
+            secure: Secure aggregation: each owner learns only the weighted sum
+                of its shard, never one participant's values. Needs a linear
+                ``merge`` (the mean) and at least 3 participants; every
+                participant must pass the same. Defaults to ``False``.
 
         Returns:
             The merged vector, byte-identical on every participant, with its
@@ -224,18 +244,33 @@ class ShardedExchange:
             PeerRejected: a participant's contribution was refused (other model
                 size or dtype, NaN/Inf, bad weight), or a participant abandoned
                 the round because of another.
+            RoundForfeited: with ``secure``, the round failed after this node
+                revealed its masks; do not retry it (see the module docstring).
             ConfigurationError: bad arguments (this node not in the list,
                 duplicated peers, a vector that is not a 1-D float array).
         """
         if self._sockets.closed:
             raise ConfigurationError("This exchange is closed; create a new one.")
+        if secure:
+            _check_secure(merge, len(participants))
         started = time.perf_counter()
-        st, own = self._begin(participants, vector, round_id, attempt, weight, merge.spec, out)
+        agreement = merge.spec + ("+secure_aggregation" if secure else "")
+        st, own = self._begin(
+            participants, vector, round_id, attempt, weight, agreement, out, secure
+        )
         try:
-            self._phases(st, own, weight, merge, started)
+            self._phases(st, own, merge, started)
         except RoundFailed as e:
             if st.abort is not e:
                 self._broadcast_abort(st, e)
+            if st.revealed:
+                raise RoundForfeited(
+                    f"{e} This node had revealed its secure-aggregation masks, so an owner may "
+                    "hold this attempt's sum: a retry without the failed participant would let "
+                    "it learn that participant's values. The round is not retried; this node "
+                    "keeps its own weights until the next round.",
+                    culprits=e.culprits, round_id=round_id, attempt=attempt,
+                ) from e  # fmt: skip
             raise
         except BaseException as e:
             self._broadcast_abort(st, e)
@@ -252,21 +287,26 @@ class ShardedExchange:
                     digest[:12])  # fmt: skip
         return RoundResult(st.out, digest, st.stats)
 
-    def _phases(
-        self, st: RoundState, own: np.ndarray, weight: float, merge: ShardMerge, started: float
-    ) -> None:
+    def _phases(self, st: RoundState, own: np.ndarray, merge: ShardMerge, started: float) -> None:
         """Keys, reduce-scatter, merge, all-gather, confirm; each phase timed in ``st.stats``."""
         self._send_keys(st)
         self._pump(st, KEY)
         t1 = time.perf_counter()
         st.stats.keys_s = t1 - started
         for j in st.others:
-            self._send_data(st, j, st.contrib_frames(j, own, weight, self._sockets.pool.seal))
+            try:
+                frames = st.contrib_frames(j, own, self._sockets.pool.seal)
+            except ConfigurationError as e:  # this node's own weights cannot be encoded
+                raise st.reject(st.me, str(e)) from e
+            self._send_data(st, j, frames)
         self._pump(st, CONTRIB)
         t2 = time.perf_counter()
         st.stats.scatter_s = t2 - t1
         a, b = st.bounds[st.me]
-        st.out[a:b] = self._merge_own_shard(st, own, weight, merge)
+        if st.secure:
+            st.out[a:b] = self._unmask_own_shard(st, own)
+        else:
+            st.out[a:b] = self._merge_own_shard(st, own, st.weight, merge)
         t3 = time.perf_counter()
         st.stats.merge_s = t3 - t2
         for j in st.others:
@@ -288,6 +328,7 @@ class ShardedExchange:
         weight: float,
         agreement: str,
         out: np.ndarray | None,
+        secure: bool = False,
     ) -> tuple[RoundState, np.ndarray]:
         """Check the arguments and set up the round; returns its state and the own vector."""
         peers = list(participants)
@@ -296,6 +337,8 @@ class ShardedExchange:
         keys = [p.public_key for p in peers]
         self._last_round = (round_id, attempt)
         st = RoundState(
+            weight=float(weight),
+            secure=secure,
             round_id=round_id,
             attempt=attempt,
             peers=peers,
@@ -448,6 +491,17 @@ class ShardedExchange:
 
     # ------------------------------------------------------------------ merging
 
+    def _unmask_own_shard(self, st: RoundState, own: np.ndarray) -> np.ndarray:
+        """Secure aggregation: ``have`` to all, reveal once every owner has all, then the sum."""
+        for j in st.others:
+            self._send_ctl(st, j, [st.header(HAVE, j)])
+        self._pump(st, HAVE)
+        st.revealed = True  # from here on, an owner may learn this attempt's sum
+        for j in st.others:
+            self._send_ctl(st, j, [st.header(REVEAL, j), st.self_keys[j]])
+        self._pump(st, REVEAL)
+        return st.secure_sum(own)
+
     def _merge_own_shard(
         self, st: RoundState, own: np.ndarray, weight: float, merge: ShardMerge
     ) -> np.ndarray:
@@ -485,3 +539,14 @@ class ShardedExchange:
                 raise st.reject(j, "it sent a malformed or non-finite reduce message")
             total += value
         return total
+
+
+def _check_secure(merge: ShardMerge, participants: int) -> None:
+    """Raise unless ``merge`` is linear and the round is large enough for secure aggregation."""
+    if not getattr(merge, "linear", False):
+        raise ConfigurationError(
+            f"Secure aggregation sums the participants' values without seeing them, so it "
+            f"merges only by the (weighted) mean; merge {merge.spec!r} needs each "
+            "participant's values. Use merge='mean', or turn secure aggregation off."
+        )
+    secagg.check_count(participants)

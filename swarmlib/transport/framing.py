@@ -13,11 +13,16 @@ Kinds:
 kind      socket     meaning and payload
 ========  =========  ==========================================================
 key       control    sender's per-round AES key for the receiver (32 bytes, or
-                     none in plaintext mode), its data endpoint and model facts,
-                     then its identity credentials (opaque bytes) when it has some
+                     none in plaintext mode), with secure aggregation its part
+                     of the pair's mask key (32 bytes), its data endpoint, model
+                     facts and merge weight, then its identity credentials
+                     (opaque bytes) when it has some
 reduce    control    partial float64 sums for a strategy's cross-shard reduce
 abort     control    the sender gives up this attempt; names the culprits
 done      control    the sender holds the whole merged vector (the round's last step)
+have      control    secure aggregation: the sender holds every masked slice of its shard
+reveal    control    secure aggregation: the sender's self-mask key for the
+                     receiver's shard (32 bytes), sent once every owner said ``have``
 contrib   data       the sender's slice of the receiver's shard, with its weight
 merged    data       the sender's merged shard, for every participant
 fetch     fetch      a late node asks for the merged model with SHA-256 ``h``
@@ -38,6 +43,7 @@ __all__ = [
     "CONTRIB",
     "DONE",
     "FETCH",
+    "HAVE",
     "KEY",
     "MAX_HEADER_BYTES",
     "MAX_INT",
@@ -45,12 +51,13 @@ __all__ = [
     "MODEL",
     "PROTOCOL_VERSION",
     "REDUCE",
+    "REVEAL",
     "WIRE_DTYPES",
     "encode_header",
     "parse_header",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_HEADER_BYTES = 2048
 
 KEY = "key"
@@ -59,23 +66,35 @@ ABORT = "abort"
 CONTRIB = "contrib"
 MERGED = "merged"
 DONE = "done"
+HAVE = "have"
+REVEAL = "reveal"
 FETCH = "fetch"
 MODEL = "model"
 
-#: dtypes allowed on the wire (little-endian floats).
-WIRE_DTYPES = frozenset({"<f2", "<f4", "<f8"})
+#: dtypes allowed on the wire (little-endian floats; 64-bit ring elements of secure aggregation).
+WIRE_DTYPES = frozenset({"<f2", "<f4", "<f8", "<u8"})
 #: Largest integer a header field may hold (round, attempt, index, length, weight).
 MAX_INT = 2**63 - 1
 _HEX = frozenset("0123456789abcdef")
 
 _COMMON: dict[str, type] = {"v": int, "k": str, "r": int, "a": int, "s": int, "t": int}
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
-    KEY: {"n": int, "dt": str, "st": str, "data": str, "enc": bool, "cred": bool},
+    KEY: {
+        "n": int,
+        "dt": str,
+        "st": str,
+        "data": str,
+        "enc": bool,
+        "cred": bool,
+        "w": (int, float),
+    },
     REDUCE: {"q": int, "n": int},
     ABORT: {"c": list, "why": str, "timeout": bool},
     CONTRIB: {"i": int, "dt": str, "n": int, "w": (int, float), "nonce": str},
     MERGED: {"i": int, "dt": str, "n": int, "nonce": str},
     DONE: {},
+    HAVE: {},
+    REVEAL: {},
     FETCH: {"h": str},
     MODEL: {"h": str, "dt": str, "n": int, "ok": bool},
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
@@ -28,14 +29,16 @@ from swarmlib.errors import (
     RoundFailed,
     SwarmError,
 )
-from swarmlib.transport import crypto
+from swarmlib.transport import crypto, secagg
 from swarmlib.transport.framing import (
     ABORT,
     CONTRIB,
     DONE,
+    HAVE,
     KEY,
     MERGED,
     REDUCE,
+    REVEAL,
     encode_header,
     parse_header,
     payload_nbytes,
@@ -75,7 +78,8 @@ class ShardMerge(Protocol):
     float64 partials to be summed over all owners, receives each total and
     returns the merged shard; it raises :class:`~swarmlib.errors.MergeError`
     with ``peer`` set to refuse that peer's update. ``spec`` names the merge:
-    participants compare it before they exchange.
+    participants compare it before they exchange. A merge may also say it is
+    ``linear`` (a weighted mean), which secure aggregation requires.
     """
 
     @property
@@ -215,6 +219,9 @@ class RoundState:
     ``agreement`` is what every participant must share beyond the model's size
     and dtype (the merge rule, say); ``verify_peer`` checks a participant's
     credentials; ``buffer`` hands out a receive buffer for a contribution.
+    With ``secure`` (secure aggregation) contributions are masked ring elements
+    (:mod:`swarmlib.transport.secagg`) and the ``have``/``reveal`` phase comes
+    between the scatter and the merge.
     """
 
     round_id: int
@@ -231,6 +238,8 @@ class RoundState:
     verify_peer: Callable[[Peer, bytes], None] | None = None
     buffer: Callable[[int, np.dtype[Any]], np.ndarray] = np.empty
     index_by_key: dict[str, int] = field(default_factory=dict)
+    weight: float = 1.0
+    secure: bool = False
     send_keys: dict[int, bytes] = field(default_factory=dict)
     recv_keys: dict[int, bytes | None] = field(default_factory=dict)
     data_endpoints: dict[int, str] = field(default_factory=dict)
@@ -245,6 +254,20 @@ class RoundState:
     hashed: int = 0  # shards 0..hashed-1 of ``out`` are final and fed to ``hasher``
     next_reduce: int = 0
     abort: RoundFailed | None = None
+    weights: dict[int, float] = field(default_factory=dict)  # from the key messages
+    mask_parts_sent: dict[int, bytes] = field(default_factory=dict)
+    mask_parts_recv: dict[int, bytes] = field(default_factory=dict)
+    self_keys: dict[int, bytes] = field(default_factory=dict)  # self-mask key per owner
+    have_from: set[int] = field(default_factory=set)
+    reveals: dict[int, bytes] = field(default_factory=dict)
+    revealed: bool = False  # this node sent its self-mask keys: an owner may hold a sum
+    pairs: dict[int, bytes] | None = None  # the mask key shared with each participant
+    streams: secagg.Keystreams = field(default_factory=secagg.Keystreams)
+
+    @property
+    def contrib_dtype(self) -> np.dtype[Any]:
+        """How contributions travel: the model's dtype, or ring elements when secure."""
+        return secagg.RING_DTYPE if self.secure else self.dtype
 
     @property
     def others(self) -> list[int]:
@@ -280,45 +303,90 @@ class RoundState:
             data=data_endpoint,
             enc=self.encrypted,
             cred=creds is not None,
+            w=float(self.weight),
         )
         frames = [header]
         if self.encrypted:
             self.send_keys[j] = crypto.new_key()
             frames.append(self.send_keys[j])
+        if self.secure:
+            self.mask_parts_sent[j] = secagg.new_seed()
+            frames.append(self.mask_parts_sent[j])
         if creds is not None:
             frames.append(creds)
         return frames
 
     def contrib_frames(
-        self, j: int, own: np.ndarray, weight: float, spare: Callable[[int], bytearray | None]
+        self, j: int, own: np.ndarray, spare: Callable[[int], bytearray | None]
     ) -> list[Any]:
-        """The ``contrib`` to owner ``j``: shard ``j`` of this node's vector, with its weight."""
-        return self._sealed(j, CONTRIB, j, own, {"w": float(weight)}, spare)
+        """The ``contrib`` to owner ``j``: shard ``j`` of this node's vector, with its weight.
+
+        With secure aggregation, the shard encoded and masked for owner ``j``.
+        """
+        a, b = self.bounds[j]
+        values = self.masked_for(j, own[a:b]) if self.secure else own[a:b]
+        return self._sealed(j, CONTRIB, j, values, {"w": float(self.weight)}, spare)
 
     def merged_frames(self, j: int, spare: Callable[[int], bytearray | None]) -> list[Any]:
         """The ``merged`` to participant ``j``: the shard this node owns, merged."""
-        return self._sealed(j, MERGED, self.me, self.out, {}, spare)
+        a, b = self.bounds[self.me]
+        return self._sealed(j, MERGED, self.me, self.out[a:b], {}, spare)
 
     def _sealed(
         self,
         j: int,
         kind: str,
         shard: int,
-        source: np.ndarray,
+        values: np.ndarray,
         fields: dict[str, Any],
         spare: Callable[[int], bytearray | None],
     ) -> list[Any]:
         """Header and payload for ``j``, sealed with the key sent to ``j`` (into ``spare``)."""
-        a, b = self.bounds[shard]
-        payload = source[a:b].data.cast("B")
+        payload = values.data.cast("B")
         nonce = crypto.new_nonce() if self.encrypted else b""
         header = self.header(
-            kind, j, i=shard, dt=self.dtype.str, n=b - a, nonce=nonce.hex(), **fields
+            kind, j, i=shard, dt=values.dtype.str, n=values.size, nonce=nonce.hex(), **fields
         )
         if not self.encrypted:
             return [header, payload]
         out = spare(len(payload) + crypto.TAG_BYTES)
         return [header, crypto.seal(self.send_keys[j], nonce, header, payload, out=out)]
+
+    # ------------------------------------------------------ secure aggregation
+
+    def shares(self) -> list[float]:
+        """Every participant's share of the merge, from the weights in the key messages."""
+        return secagg.shares([self.weight if j == self.me else self.weights[j]
+                              for j in range(len(self.peers))])  # fmt: skip
+
+    def pair_keys(self) -> dict[int, bytes]:
+        """The mask key this node shares with each other participant this attempt."""
+        keys = {}
+        for j in self.others:
+            mine, theirs = self.mask_parts_sent[j], self.mask_parts_recv[j]
+            lo, hi = sorted((self.me, j))
+            parts = (mine, theirs) if self.me < j else (theirs, mine)
+            keys[j] = secagg.pair_key(*parts, lo, hi, self.round_id, self.attempt, self.agreement)
+        return keys
+
+    def masked_for(self, owner: int, values: np.ndarray) -> np.ndarray:
+        """This node's slice of ``owner``'s shard, encoded and masked (a fresh self-mask key)."""
+        if self.pairs is None:
+            self.pairs = self.pair_keys()
+        self.self_keys[owner] = secagg.new_seed()
+        share = self.shares()[self.me]
+        return secagg.masked_shard(values, share, owner, self.me, self.self_keys[owner],
+                                   self.pairs, self.streams)  # fmt: skip
+
+    def secure_sum(self, own: np.ndarray) -> np.ndarray:
+        """The merged shard this node owns: every masked slice summed and unmasked."""
+        a, b = self.bounds[self.me]
+        merged = np.empty(b - a, dtype=self.dtype)
+        masked = [self.contribs[j][0] for j in self.others]
+        keys = [self.reveals[j] for j in self.others]
+        secagg.unmasked_sum(own[a:b], self.shares()[self.me], self.me, masked, keys,
+                            self.streams, merged)  # fmt: skip
+        return merged
 
     def abort_header(self, err: BaseException) -> bytes:
         """The ``abort`` every participant is told when this node gives up the attempt."""
@@ -367,6 +435,8 @@ class RoundState:
             CONTRIB: self.contribs,
             MERGED: self.merged_from,
             DONE: self.done_from,
+            HAVE: self.have_from,
+            REVEAL: self.reveals,
         }.get(phase)
         if got is None:  # the reduce in progress
             got = self.reduces.get(self.next_reduce - 1, {})
@@ -410,7 +480,7 @@ class RoundState:
         if header is None:
             return self.drop(MALFORMED, f"control message with a bad header: {reason}")
         user = str(frames[0].get("User-Id"))  # set by ZAP: the sender's Z85 public key
-        if header["k"] not in (KEY, REDUCE, ABORT, DONE):
+        if header["k"] not in (KEY, REDUCE, ABORT, DONE, HAVE, REVEAL):
             return self.drop(MALFORMED, f"{header['k']} message on the control channel")
         if self.is_future(header):
             early.append((header, user, [f.bytes for f in frames]))
@@ -434,10 +504,18 @@ class RoundState:
                 FOREIGN, f"{self.peers[j].name} claims to be participant {header['s']}"
             )
         kind = header["k"]
-        if kind == DONE:
-            if j in self.done_from:
-                return self.drop(REPLAYED, f"done message from {self.peers[j].name} replayed")
-            self.done_from.add(j)
+        if kind in (DONE, HAVE):
+            seen = self.done_from if kind == DONE else self.have_from
+            if j in seen or len(frames) != 1:
+                return self.drop(REPLAYED, f"{kind} message from {self.peers[j].name} replayed")
+            seen.add(j)
+            return True
+        if kind == REVEAL:
+            if j in self.reveals or len(frames) != 2 or len(frames[1]) != secagg.SEED_BYTES:
+                return self.drop(
+                    REPLAYED, f"reveal message from {self.peers[j].name} replayed or cut"
+                )
+            self.reveals[j] = frames[1].bytes
             return True
         if kind == ABORT:
             culprits = [c for c in header["c"] if isinstance(c, int) and 0 <= c < len(self.peers)]
@@ -474,10 +552,16 @@ class RoundState:
                 "participants must train the same model with the same settings.",
             )
             return True
-        if len(frames) != 1 + int(self.encrypted) + int(header["cred"]) or (
-            self.encrypted and len(frames[1]) != crypto.KEY_BYTES
+        parts = [crypto.KEY_BYTES] * self.encrypted + [secagg.SEED_BYTES] * self.secure
+        if (
+            len(frames) != 1 + len(parts) + int(header["cred"])
+            or [len(f) for f in frames[1 : 1 + len(parts)]] != parts
         ):
             return self.drop(MALFORMED, f"key message from {self.peers[j].name} is malformed")
+        weight = header["w"]
+        if not (math.isfinite(weight) and weight > 0):
+            self.abort = self.reject(j, f"its merge weight {weight!r} is not a positive number")
+            return True
         if not _TCP_ENDPOINT.fullmatch(header["data"]):
             self.abort = self.reject(
                 j, f"its data endpoint {header['data'][:80]!r} is not tcp://host:port"
@@ -489,6 +573,9 @@ class RoundState:
                 self.abort = refusal
                 return True
         self.recv_keys[j] = frames[1].bytes if self.encrypted else None
+        if self.secure:
+            self.mask_parts_recv[j] = frames[1 + int(self.encrypted)].bytes
+        self.weights[j] = float(weight)
         self.data_endpoints[j] = header["data"]
         for pending in self.pending.pop(j, []):
             self._accept_shard(*pending)
@@ -546,12 +633,12 @@ class RoundState:
             return self.drop(FOREIGN, f"{kind} shard from unknown sender {j} or for another node")
         shard = self.me if kind == CONTRIB else j
         a, b = self.bounds[shard]
-        if header["i"] != shard or header["dt"] != self.dtype.str or header["n"] != b - a:
+        dtype = self.contrib_dtype if kind == CONTRIB else self.dtype
+        if header["i"] != shard or header["dt"] != dtype.str or header["n"] != b - a:
             return self.drop(
                 MALFORMED,
                 f"{kind} shard from {self.peers[j].name} has index {header['i']}, dtype "
-                f"{header['dt']}, length {header['n']}; expected {shard}, {self.dtype.str}, "
-                f"{b - a}",
+                f"{header['dt']}, length {header['n']}; expected {shard}, {dtype.str}, {b - a}",
             )
         if self.encrypted and not header["nonce"]:
             return self.drop(MALFORMED, f"{kind} shard from {self.peers[j].name} has no nonce")
@@ -575,7 +662,7 @@ class RoundState:
     def _accept_shard(self, header: dict[str, Any], raw: bytes, payload: zmq.Frame) -> bool:
         kind, j = header["k"], header["s"]
         a, b = self.bounds[self.me if kind == CONTRIB else j]
-        target = self.buffer(b - a, self.dtype) if kind == CONTRIB else self.out[a:b]
+        target = self.buffer(b - a, self.contrib_dtype) if kind == CONTRIB else self.out[a:b]
         if self.encrypted:
             key = self.recv_keys[j]
             assert key is not None
@@ -589,7 +676,7 @@ class RoundState:
                     "authentication (tampered, or sealed by someone else)",
                 )
         elif kind == CONTRIB:
-            target = np.frombuffer(payload.buffer, dtype=self.dtype)
+            target = np.frombuffer(payload.buffer, dtype=self.contrib_dtype)
         else:
             target[:] = np.frombuffer(payload.buffer, dtype=self.dtype)
         self.stats.bytes_received += len(raw) + len(payload)
