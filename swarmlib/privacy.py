@@ -33,7 +33,7 @@ import numpy as np
 
 from swarmlib.errors import ConfigurationError
 
-__all__ = ["GaussianDP", "epsilon_after"]
+__all__ = ["GaussianDP", "epsilon_after", "noise_for"]
 
 
 @lru_cache(maxsize=4096)
@@ -54,6 +54,29 @@ def epsilon_after(rounds: int, noise_multiplier: float, delta: float) -> float:
     event = dp_accounting.SelfComposedDpEvent(gaussian, rounds)
     accountant.compose(event)
     return float(accountant.get_epsilon(delta))
+
+
+def noise_for(target_epsilon: float, rounds: int, delta: float = 1e-5) -> float:
+    """The smallest noise multiplier that keeps ``rounds`` rounds within ``target_epsilon``.
+
+    dp-accounting's ``calibrate_dp_mechanism`` over the same RDP accounting as
+    :func:`epsilon_after`.
+
+    Raises:
+        ConfigurationError: a non-positive target or round count.
+    """
+    _positive("target_epsilon", target_epsilon)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ConfigurationError(f"`rounds` must be a positive int; got {rounds!r}.")
+    import dp_accounting
+    from dp_accounting import rdp
+
+    def event(sigma: float) -> Any:
+        return dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(sigma), rounds)
+
+    return float(
+        dp_accounting.calibrate_dp_mechanism(rdp.RdpAccountant, event, target_epsilon, delta)
+    )
 
 
 def _positive(name: str, value: Any) -> float:

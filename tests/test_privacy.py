@@ -14,7 +14,7 @@ from swarmlib.ledger.audit import audit, format_audit
 from swarmlib.ledger.client import rules_hash
 from swarmlib.ledger.rules import SessionRules
 from swarmlib.ledger.server import ChainServer
-from swarmlib.privacy import GaussianDP
+from swarmlib.privacy import GaussianDP, noise_for
 from tests.node_worker import node_weights
 from tests.test_node import _run, _swarm
 
@@ -25,6 +25,14 @@ def test_epsilon_is_dp_accountings_own_answer() -> None:
     accountant.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(1.3), 40))
     assert dp.epsilon(40) == pytest.approx(accountant.get_epsilon(1e-6), rel=1e-12)
     assert dp.epsilon(0) == 0 and dp.epsilon(10) < dp.epsilon(40)
+
+
+def test_the_noise_for_a_budget_spends_at_most_that_budget() -> None:
+    sigma = noise_for(8.0, rounds=50, delta=1e-5)
+    assert GaussianDP(1.0, sigma).epsilon(50) <= 8.0
+    assert GaussianDP(1.0, sigma * 0.95).epsilon(50) > 8.0  # and hardly more noise than needed
+    with pytest.raises(errors.ConfigurationError, match="rounds"):
+        noise_for(8.0, rounds=0)
 
 
 def test_clipping_bounds_the_update_and_the_noise_has_the_asked_variance() -> None:
