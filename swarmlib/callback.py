@@ -434,6 +434,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if self.on_failure == "stop":
             self._stopped = True
             self.model.stop_training = True
+            self._load_last_merge()  # not this node's training since (it may have diverged)
             self._say(
                 f"{type(e).__name__}: {e} Training stops here (on_failure='stop'); the model "
                 "keeps the swarm's last merge."

@@ -97,9 +97,14 @@ def build_model(genes: int, kind: str = "paper", seed: int = 0) -> Any:
 
 
 def metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """AUC (Mann-Whitney, ties counted half), accuracy, sensitivity, specificity, F1, n."""
+    """AUC (Mann-Whitney, ties counted half), accuracy, sensitivity, specificity, F1, n.
+
+    A model that predicts NaN (it diverged) scores NaN on every metric.
+    """
     y = np.asarray(y).astype(bool)
     p = np.asarray(p, np.float64).ravel()
+    if not np.isfinite(p).all():
+        return {**dict.fromkeys(METRICS, math.nan), "n": float(len(y))}
     pred = p >= threshold
     tp, tn = int((pred & y).sum()), int((~pred & ~y).sum())
     fp, fn = int((pred & ~y).sum()), int((~pred & y).sum())
@@ -228,6 +233,15 @@ def experiment_parser(
                         help=f"reduced run: {quick.scale:g} of the samples, fewer genes, epochs "
                              "and permutations")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--privacy", type=float, nargs="+", metavar="EPS",
+        help="also train private swarms (secure aggregation + node-level DP) at these "
+             "epsilon budgets (delta 1e-5), e.g. --privacy 1 4 8",
+    )  # fmt: skip
+    parser.add_argument(
+        "--clip-norm", type=float, default=1.0,
+        help="the private swarms' clip norm of a node's update (default 1)",
+    )  # fmt: skip
     add_data_arguments(parser)
     return parser
 
@@ -260,7 +274,9 @@ def run_experiment(
         rows += run_permutation(nodes, seed, workdir=args.out / "work", epochs=epochs,
                                 kind=args.model, test=test,
                                 largest_batch=quick.largest_batch if args.quick else 32,
-                                progress=lambda s: print(s, flush=True))  # fmt: skip
+                                progress=lambda s: print(s, flush=True),
+                                privacy=[e for e in args.privacy or [] if math.isfinite(e)],
+                                clip_norm=args.clip_norm)  # fmt: skip
         print(f"permutation {k + 1}/{permutations} done ({time.monotonic() - started:.0f}s)",
               flush=True)  # fmt: skip
     source = "your" if args.data or args.geo else "simulated"
@@ -304,8 +320,14 @@ def batch_sizes(sizes: Sequence[int], largest_batch: int = 32) -> tuple[int, lis
     return steps, [max(1, math.ceil(n / steps)) for n in sizes]
 
 
-def _node_job(folder: str, epochs: int, kind: str, seed: int) -> dict[str, list[float]]:
-    """Run in each node's process: train alone, then in the swarm; predict the test set."""
+def _node_job(
+    folder: str, epochs: int, kind: str, seed: int, privacy: Any = None
+) -> dict[str, list[float]]:
+    """Run in each node's process: train alone, then in the swarm; predict the test set.
+
+    With ``privacy`` (a :class:`~swarmlib.privacy.GaussianDP`) only a private swarm
+    (secure aggregation on) is trained.
+    """
     from swarmlib.callback import SwarmCallback
 
     index = int(os.environ["SWARMLIB_NODE_INDEX"])
@@ -314,15 +336,18 @@ def _node_job(folder: str, epochs: int, kind: str, seed: int) -> dict[str, list[
     x, y, x_test = data["x"], data["y"], data["x_test"]
     batch = int(data["batch"])
     steps = -(-len(y) // batch)  # this node's steps per epoch: it syncs once per epoch
-    local = build_model(x.shape[1], kind, seed=seed + index)
-    local.fit(x, y, epochs=epochs, batch_size=batch, verbose=0)
+    out = {}
+    if privacy is None:
+        local = build_model(x.shape[1], kind, seed=seed + index)
+        local.fit(x, y, epochs=epochs, batch_size=batch, verbose=0)
+        out["local"] = local.predict(x_test, verbose=0).ravel().tolist()
     swarm = build_model(x.shape[1], kind, seed=seed + index)
-    callback = SwarmCallback(sync_frequency=steps, min_peers=count, batch_size=batch)
+    private = {"privacy": privacy, "secure_aggregation": count >= 3} if privacy else {}
+    callback = SwarmCallback(sync_frequency=steps, min_peers=count, batch_size=batch, verbose=0,
+                             **private)  # fmt: skip
     swarm.fit(x, y, epochs=epochs, batch_size=batch, verbose=0, callbacks=[callback])
-    return {
-        "local": local.predict(x_test, verbose=0).ravel().tolist(),
-        "swarm": swarm.predict(x_test, verbose=0).ravel().tolist(),
-    }
+    out["swarm"] = swarm.predict(x_test, verbose=0).ravel().tolist()
+    return out
 
 
 def run_permutation(
@@ -335,12 +360,19 @@ def run_permutation(
     test: Cohort | None = None,
     largest_batch: int = 32,
     progress: Callable[[str], None] = print,
+    privacy: Sequence[float] = (),
+    clip_norm: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Train and score every local model, the central model and the swarm for one permutation.
 
+    Args:
+        privacy: Epsilon budgets of extra private swarms (secure aggregation and
+            :class:`~swarmlib.privacy.GaussianDP` with ``clip_norm``, delta 1e-5,
+            the noise calibrated to the run's rounds). Defaults to none.
+
     Returns:
-        One row per model (``node-1`` … ``node-N``, ``central``, ``swarm``) with
-        the :data:`METRICS` and ``n``.
+        One row per model (``node-1`` … ``node-N``, ``central``, ``swarm``, then
+        ``swarm eps=E`` per budget) with the :data:`METRICS` and ``n``.
     """
     from swarmlib.launcher import run_nodes
 
@@ -374,7 +406,23 @@ def run_permutation(
     # every node holds the same swarm model; node 1's predictions (its scaling) stand for it
     swarm = np.asarray(results[0]["swarm"])
     rows.append({"permutation": seed, "model": "swarm", **metrics(perm.y_test, swarm)})
+    for eps in privacy:
+        dp = _private_settings(eps, clip_norm, epochs)
+        progress(f"  permutation {seed}: private swarm at epsilon {eps:g} ({dp})…")
+        job = functools.partial(_node_job, str(folder), epochs, kind, seed, dp)
+        private = run_nodes(job, len(nodes), workdir=folder / f"swarm-eps{eps:g}",
+                            quorum_wait=60, extra_env=timeout)  # fmt: skip
+        rows.append({"permutation": seed, "model": f"swarm eps={eps:g}",
+                     **metrics(perm.y_test, np.asarray(private[0]["swarm"]))})  # fmt: skip
     return rows
+
+
+def _private_settings(eps: float, clip_norm: float, epochs: int) -> Any:
+    """DP for a run of ``epochs`` syncs (one per epoch) plus the initial round, within ``eps``."""
+    from swarmlib.privacy import GaussianDP, noise_for
+
+    rounds = epochs + 1
+    return GaussianDP(clip_norm, noise_for(eps, rounds), target_epsilon=eps * 1.0001)
 
 
 def write_report(
@@ -410,7 +458,37 @@ def write_report(
     text = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(text)
     _plot(rows, models, out)
+    if any(m.startswith("swarm eps=") for m in models):
+        _plot_privacy(rows, models, out)
     return text
+
+
+def _plot_privacy(rows: Sequence[dict[str, Any]], models: list[str], out: Path) -> None:
+    """``privacy.png``: the swarm's AUC and accuracy against its epsilon budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def mean(model: str, metric: str) -> float:
+        return float(np.nanmean([r[metric] for r in rows if r["model"] == model]))
+
+    arms = sorted((float(m.split("=")[1]), m) for m in models if m.startswith("swarm eps="))
+    labels = [f"{eps:g}" for eps, _ in arms] + ["inf"]
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+    for ax, metric in zip(axes, ("auc", "accuracy"), strict=True):
+        ax.plot(labels, [mean(m, metric) for _, m in arms] + [mean("swarm", metric)], "o-",
+                color="#1f77b4", label="swarm")  # fmt: skip
+        ax.axhline(mean("central", metric), color="#ff7f0e", ls="--", label="central")
+        best = max(mean(m, metric) for m in models if m.startswith("node"))
+        ax.axhline(best, color="#9aa5b1", ls=":", label="best local")
+        ax.set_xlabel("epsilon (delta 1e-5)")
+        ax.set_title(metric)
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / "privacy.png", dpi=120)
+    plt.close(fig)
 
 
 def plot_groups(models: Sequence[str]) -> dict[str, list[str]]:
@@ -433,7 +511,7 @@ def _plot(rows: Sequence[dict[str, Any]], models: list[str], out: Path) -> None:
 
     groups = plot_groups(models)
     fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.6), sharey=True)
-    colors = ["#9aa5b1" if g[0].startswith("node") else "#1f77b4" if g[0] == "swarm"
+    colors = ["#9aa5b1" if g[0].startswith("node") else "#1f77b4" if g[0].startswith("swarm")
               else "#ff7f0e" for g in groups.values()]  # fmt: skip
     rng = np.random.default_rng(0)
     for ax, metric in zip(axes, METRICS, strict=True):

@@ -170,6 +170,9 @@ def test_on_failure_stop_ends_fit_cleanly_with_the_last_merge(error: Exception) 
     assert len(history.history["loss"]) == 1  # stopped in the first epoch of three
     assert node.kinds() == ["initial", "sync", "sync"]  # no final merge after the failure
     assert node.finished == 1
+    assert node.last is not None  # the model is the last merge, not the training since
+    for got, want in zip(model.get_weights(), node.last, strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_on_failure_continue_trains_on_and_tries_again_at_the_next_sync() -> None:

@@ -141,3 +141,18 @@ def test_tuberculosis_with_the_lasso_model_runs_and_the_swarm_beats_every_node(
     for metric in ("auc", "accuracy"):
         best_local = max(float(rows[f"node-{i}"][metric]) for i in (1, 2, 3))
         assert float(rows["swarm"][metric]) >= best_local, (metric, rows)
+
+
+def test_a_private_arm_spends_at_most_its_budget_over_the_runs_rounds() -> None:
+    from swarmlib.experiments import _private_settings
+
+    dp = _private_settings(4.0, clip_norm=0.5, epochs=24)
+    assert dp.clip_norm == 0.5 and dp.epsilon(25) <= 4.0 < dp.epsilon(40)
+    assert dp.allows(25)  # the budget stop guards, it does not cut the run short
+
+
+def test_a_diverged_model_scores_nan_not_a_number_that_looks_real() -> None:
+    from swarmlib.experiments import metrics
+
+    scores = metrics(np.array([0, 1, 1, 0]), np.array([np.nan, 0.2, np.nan, 0.9]))
+    assert all(np.isnan(scores[m]) for m in ("auc", "accuracy", "f1")) and scores["n"] == 4
