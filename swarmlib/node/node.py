@@ -46,7 +46,6 @@ from swarmlib.errors import (
     IdentityError,
     NotAMember,
     PeerRejected,
-    PrivacyBudgetSpent,
     QuorumTimeout,
     RoundClosed,
     RoundFailed,
@@ -60,6 +59,7 @@ from swarmlib.merge import First, ShardedMerge, Strategy, get_strategy
 from swarmlib.node.catchup import fetch_swarm_model, round_to_join
 from swarmlib.node.config import RULES, NodeConfig
 from swarmlib.node.membership import Membership
+from swarmlib.node.private import check_private, private_vector
 from swarmlib.node.rules import agree_rules, check_rules
 from swarmlib.node.votes import EarlyVote, Votes
 from swarmlib.params import Layout, flatten, unflatten
@@ -320,7 +320,7 @@ class SwarmNode:
             raise ConfigurationError(f"`kind` must be 'initial' or 'sync'; got {kind!r}.")
         privacy = j.rules.privacy if kind == "sync" else None
         if privacy is not None:
-            self._check_private(privacy, scalars)
+            check_private(privacy, self.round, self._base, scalars)
         names = sorted(scalars or {})
         extra = [np.asarray([float((scalars or {})[n]) for n in names])] if names else []
         labels = (
@@ -371,41 +371,6 @@ class SwarmNode:
         arrays = unflatten(self._base, self._base_layout, copy=True)
         return arrays[: self._base_count]  # without the merged scalars
 
-    def _check_private(self, privacy: GaussianDP, scalars: Mapping[str, float] | None) -> None:
-        """Raise before voting if a private round cannot run."""
-        if scalars:
-            raise ConfigurationError(
-                "Scalars (adaptive sync's val_loss) would be merged without noise in a session "
-                "with differential privacy; turn adaptive sync off, or privacy."
-            )
-        if not privacy.allows(self.round + 1):
-            spent = privacy.epsilon(self.round)
-            raise PrivacyBudgetSpent(
-                f"Round {self.round} would spend epsilon {privacy.epsilon(self.round + 1):.3g} "
-                f"(delta {privacy.delta:g}), more than the session's target_epsilon "
-                f"{privacy.target_epsilon:g}; {spent:.3g} is spent. The swarm stops here with "
-                "the model of the last merge.",
-                epsilon=spent,
-            )
-        if self._base is None:
-            raise ConfigurationError(
-                "Differential privacy clips each update against the last merged model, and "
-                "this node has none yet: begin with sync(..., kind='initial') (SwarmCallback "
-                "does)."
-            )
-
-    def _private_vector(
-        self, privacy: GaussianDP, vector: np.ndarray, participants: int, secure: bool
-    ) -> np.ndarray:
-        """``vector`` with its update clipped and this node's share of the noise added."""
-        assert self._base is not None
-        std = privacy.noise_std(participants, distributed=secure)
-        noisy = np.empty_like(vector)
-        norm = privacy.privatize(vector, self._base, std, self._rng, out=noisy)
-        logger.info("Round %d: update norm %.4g (clipped to %g), noise std %.3g per parameter",
-                    self.round, norm, privacy.clip_norm, std)  # fmt: skip
-        return noisy
-
     def _attempts(
         self,
         j: _Joined,
@@ -454,18 +419,7 @@ class SwarmNode:
             if catching_up:
                 # the swarm is past its initial round: this node merges as the others do
                 catching_up, kind, noisy = False, "sync", None
-                fetched = self._catch_up(j, state, vector)
-                if privacy is not None:
-                    if fetched is vector:
-                        raise FetchFailed(
-                            f"Round {self.round}: this node came late and could not fetch the "
-                            "swarm's model. With differential privacy it cannot take part with "
-                            "its own weights (its update against the swarm's model would not be "
-                            "bounded by clip_norm); it tries again at its next sync."
-                        )
-                    self._base = fetched  # the swarm's model: this node's update is nothing
-                    self._check_private(privacy, None)
-                vector = fetched
+                vector = self._catch_up(j, state, vector, privacy)
             peers = j.membership.peers(state.participants, excluded, members)
             t2 = time.perf_counter()
             timing["vote_s"] += t1 - t0
@@ -480,7 +434,9 @@ class SwarmNode:
             if privacy is not None and (noisy is None or secure):
                 # noise is drawn once per round; under secure aggregation, where a failed
                 # attempt released nothing, again for each attempt's number of participants
-                noisy = self._private_vector(privacy, vector, len(peers), secure)
+                assert self._base is not None  # check_private made sure
+                noisy = private_vector(privacy, vector, self._base, len(peers), secure,
+                                       self._rng, self.round)  # fmt: skip
             try:
                 result = j.exchange.run_round(
                     peers, vector if noisy is None else noisy, round_id=self.round,
@@ -564,13 +520,31 @@ class SwarmNode:
         )
         return state, state.members or None
 
-    def _catch_up(self, j: _Joined, state: RoundInfo, vector: np.ndarray) -> np.ndarray:
+    def _catch_up(
+        self, j: _Joined, state: RoundInfo, vector: np.ndarray, privacy: GaussianDP | None
+    ) -> np.ndarray:
+        """The swarm's latest model for a late node (its own ``vector`` if none can be had).
+
+        Raises:
+            FetchFailed: with differential privacy, when the model cannot be had: the
+                node's own weights would be an update not bounded by ``clip_norm``.
+        """
         fetched = fetch_swarm_model(
             j.ledger, self.config.session, state, vector, j.curve, self.config.timeout
         )
         if fetched is None:
+            if privacy is not None:
+                raise FetchFailed(
+                    f"Round {self.round}: this node came late and could not fetch the swarm's "
+                    "model. With differential privacy it cannot take part with its own weights "
+                    "(its update against the swarm's model would not be bounded by clip_norm); "
+                    "it tries again at its next sync."
+                )
             return vector
         model, self.last_hash = fetched
+        if privacy is not None:
+            self._base = model  # the swarm's model: this node's update is nothing
+            check_private(privacy, self.round, self._base, None)
         return model
 
     # ----------------------------------------------------------------- leave

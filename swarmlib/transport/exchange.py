@@ -264,13 +264,7 @@ class ShardedExchange:
             if st.abort is not e:
                 self._broadcast_abort(st, e)
             if st.revealed:
-                raise RoundForfeited(
-                    f"{e} This node had revealed its secure-aggregation masks, so an owner may "
-                    "hold this attempt's sum: a retry without the failed participant would let "
-                    "it learn that participant's values. The round is not retried; this node "
-                    "keeps its own weights until the next round.",
-                    culprits=e.culprits, round_id=round_id, attempt=attempt,
-                ) from e  # fmt: skip
+                raise _forfeited(e) from e
             raise
         except BaseException as e:
             self._broadcast_abort(st, e)
@@ -539,6 +533,19 @@ class ShardedExchange:
                 raise st.reject(j, "it sent a malformed or non-finite reduce message")
             total += value
         return total
+
+
+def _forfeited(e: RoundFailed) -> RoundForfeited:
+    """The error of a round that failed after this node revealed its masks: not to be retried."""
+    return RoundForfeited(
+        f"{e} This node had revealed its secure-aggregation masks, so an owner may hold this "
+        "attempt's sum: a retry without the failed participant would let it learn that "
+        "participant's values. The round is not retried; this node keeps its own weights "
+        "until the next round.",
+        culprits=e.culprits,
+        round_id=e.round_id,
+        attempt=e.attempt,
+    )
 
 
 def _check_secure(merge: ShardMerge, participants: int) -> None:
