@@ -347,6 +347,8 @@ def _node_job(
                              **private)  # fmt: skip
     swarm.fit(x, y, epochs=epochs, batch_size=batch, verbose=0, callbacks=[callback])
     out["swarm"] = swarm.predict(x_test, verbose=0).ravel().tolist()
+    if privacy is not None:
+        out["epsilon"] = [float(callback.epsilon or 0.0)]
     return out
 
 
@@ -412,7 +414,9 @@ def run_permutation(
         job = functools.partial(_node_job, str(folder), epochs, kind, seed, dp)
         private = run_nodes(job, len(nodes), workdir=folder / f"swarm-eps{eps:g}",
                             quorum_wait=60, extra_env=timeout)  # fmt: skip
-        rows.append({"permutation": seed, "model": f"swarm eps={eps:g}",
+        spent = max(r["epsilon"][0] for r in private)
+        progress(f"  permutation {seed}: private swarm at epsilon {eps:g} spent {spent:.3g}")
+        rows.append({"permutation": seed, "model": f"swarm eps={eps:g}", "epsilon": spent,
                      **metrics(perm.y_test, np.asarray(private[0]["swarm"]))})  # fmt: skip
     return rows
 
@@ -438,12 +442,12 @@ def write_report(
         The markdown summary.
     """
     out.mkdir(parents=True, exist_ok=True)
-    fields = ["permutation", "model", *METRICS, "n"]
+    fields = ["permutation", "model", *METRICS, "n", "epsilon"]
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: row[k] for k in fields})
+            writer.writerow({k: row.get(k, "") for k in fields})
     models = list(dict.fromkeys(r["model"] for r in rows))
     perms = len({r["permutation"] for r in rows})
     head = "| model | " + " | ".join(METRICS) + " | paper |"

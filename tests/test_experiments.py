@@ -124,18 +124,23 @@ def test_tuberculosis_with_the_lasso_model_runs_and_the_swarm_beats_every_node(
     tmp_path: Path,
 ) -> None:
     # the paper's algorithm-independence check (an L1 logistic regression instead of the
-    # network), on the TB design with its held-out test set, one permutation
+    # network), on the TB design with its held-out test set, one permutation; and a private
+    # swarm (secure aggregation + DP at epsilon 8) that must stay within its budget
     out = tmp_path / "tb"
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "tuberculosis.py"), "--scenario", "fig3a",
-         "--quick", "--model", "lasso", "--permutations", "1", "--out", str(out)],
+         "--quick", "--model", "lasso", "--permutations", "1", "--privacy", "8",
+         "--out", str(out)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "model lasso" in (out / "summary.md").read_text()
     with (out / "results.csv").open() as f:
         rows = {row["model"]: row for row in csv.DictReader(f)}
-    assert sorted(rows) == ["central", "node-1", "node-2", "node-3", "swarm"]
+    assert sorted(rows) == ["central", "node-1", "node-2", "node-3", "swarm", "swarm eps=8"]
+    # the private swarm ran all its rounds and spent close to, never more than, its budget
+    assert 7.0 < float(rows["swarm eps=8"]["epsilon"]) <= 8.0
+    assert rows["swarm"]["epsilon"] == "" and (out / "privacy.png").is_file()
     # every model is scored on the same held-out set: 157/157 in the paper, half with --quick
     assert {float(r["n"]) for r in rows.values()} == {78 * 2}
     for metric in ("auc", "accuracy"):

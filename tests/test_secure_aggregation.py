@@ -242,3 +242,38 @@ def test_values_too_large_for_the_ring_are_refused_with_a_clear_error() -> None:
         secagg.encode_into(np.array([1.0, np.nan]), 0.5, out)
     with pytest.raises(errors.ConfigurationError, match="below"):
         secagg.encode_into(np.array([1.0, 3e9]), 0.5, out)
+
+
+def _keystream(key: bytes, shard: int, size: int) -> np.ndarray:
+    """AES-256-CTR from counter block (shard, 0) over the whole array at once."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    block = shard.to_bytes(8, "big") + bytes(8)
+    enc = Cipher(algorithms.AES(key), modes.CTR(block)).encryptor()
+    return np.frombuffer(enc.update(bytes(8 * size)), dtype=secagg.RING_DTYPE).copy()
+
+
+def test_masks_built_chunk_by_chunk_equal_whole_keystreams_and_cancel_in_the_sum() -> None:
+    size = 2 * secagg.CHUNK + 7  # two whole steps and a short one
+    rng = np.random.default_rng(3)
+    values = [rng.standard_normal(size).astype(np.float32) for _ in range(4)]
+    shares = secagg.shares([1.0, 2.0, 3.0, 4.0])
+    self_keys = [secagg.new_seed() for _ in range(4)]
+    pair = {(i, j): secagg.new_seed() for i in range(4) for j in range(i + 1, 4)}
+    owner, streams = 3, secagg.Keystreams()
+
+    def pairs_of(i: int) -> dict[int, bytes]:
+        return {j: pair[min(i, j), max(i, j)] for j in range(4) if j != i}
+
+    sent = [secagg.masked_shard(values[i], shares[i], owner, i, self_keys[i], pairs_of(i),
+                                streams) for i in range(3)]  # fmt: skip
+    # Participant 0's slice, rebuilt from whole keystreams: E + S(self) + S(s01) + S(s02).
+    expected = np.empty(size, dtype=secagg.RING_DTYPE)
+    secagg.encode_into(values[0], shares[0], expected)
+    for key in (self_keys[0], pair[0, 1], pair[0, 2]):
+        expected += _keystream(key, owner, size)
+    np.testing.assert_array_equal(sent[0], expected)
+    merged = np.empty(size, dtype=np.float32)
+    secagg.unmasked_sum(values[owner], shares[owner], owner, sent, self_keys[:3], streams, merged)
+    mean = sum(s * v.astype(np.float64) for s, v in zip(shares, values, strict=True))
+    assert np.all(np.abs(merged - mean) <= _bound(4, mean))

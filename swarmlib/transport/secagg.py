@@ -85,13 +85,8 @@ def shares(weights: list[float]) -> list[float]:
     return [w / total for w in weights]
 
 
-def encode_into(values: np.ndarray, share: float, out: np.ndarray) -> None:
-    """``out = round(share * values * 2**32)`` as 64-bit ring elements.
-
-    Raises:
-        ConfigurationError: a value is NaN, Inf, or not below :data:`LIMIT` in
-            magnitude (a model that diverged: it cannot be encoded).
-    """
+def _check_range(values: np.ndarray) -> None:
+    """Raise unless every value can be encoded (below :data:`LIMIT`, no NaN or Inf)."""
     peak = max(float(values.max()), -float(values.min())) if values.size else 0.0
     if not peak < LIMIT:  # also catches NaN (and Inf)
         raise ConfigurationError(
@@ -99,9 +94,23 @@ def encode_into(values: np.ndarray, share: float, out: np.ndarray) -> None:
             f"values below {LIMIT:g} (and no NaN or Inf). The model has probably diverged: "
             "lower the learning rate, or clip the weights."
         )
-    scaled = np.multiply(values, share * _SCALE, dtype=np.float64)
-    np.rint(scaled, out=scaled)
-    np.copyto(out.view(np.int64), scaled, casting="unsafe")
+
+
+def encode_into(values: np.ndarray, share: float, out: np.ndarray) -> None:
+    """``out = round(share * values * 2**32)`` as 64-bit ring elements.
+
+    Raises:
+        ConfigurationError: a value is NaN, Inf, or not below :data:`LIMIT` in
+            magnitude (a model that diverged: it cannot be encoded).
+    """
+    _check_range(values)
+    _encode(values, share, out, np.empty(values.size))
+
+
+def _encode(values: np.ndarray, share: float, out: np.ndarray, scratch: np.ndarray) -> None:
+    np.multiply(values, share * _SCALE, out=scratch, dtype=np.float64)
+    np.rint(scratch, out=scratch)
+    np.copyto(out.view(np.int64), scratch, casting="unsafe")
 
 
 def decode_into(total: np.ndarray, out: np.ndarray) -> None:
@@ -124,29 +133,55 @@ def pair_key(
     )
 
 
+#: Ring elements masked per step (256 KiB): the step's keystreams, its slice of the
+#: result and its summands stay in the CPU cache instead of crossing memory once per key.
+CHUNK = 1 << 15
+
+
 class Keystreams:
-    """Adds AES-256-CTR keystreams to ring arrays, reusing its scratch buffers."""
+    """Builds masked and unmasked ring arrays in one cache-sized pass, reusing its buffers.
+
+    The keystream of a key for shard *k* is AES-256-CTR from the counter block
+    ``(k, 0)``, read as unsigned 64-bit integers; shards never overlap.
+    """
 
     def __init__(self) -> None:
-        self._zeros = b""
-        self._stream = bytearray()
+        self._zeros = memoryview(bytes(CHUNK * RING_DTYPE.itemsize))
+        self._stream = bytearray(CHUNK * RING_DTYPE.itemsize + _BLOCK)  # update_into's spare block
+        self._scratch = np.empty(CHUNK)
 
-    def add(self, target: np.ndarray, key: bytes, shard: int, sign: int) -> None:
-        """Add (``sign`` +1) or subtract (-1) the keystream of ``key`` for ``shard``.
+    def combine(
+        self,
+        out: np.ndarray,
+        shard: int,
+        values: np.ndarray,
+        share: float,
+        keys: list[tuple[bytes, int]],
+        summands: list[np.ndarray] = (),  # type: ignore[assignment]
+    ) -> None:
+        """``out = E(share * values) + sum(summands) + sum of sign * S(key)`` (mod 2**64).
 
-        The counter block starts with the shard index, so shards never overlap.
+        ``keys`` pairs each key with its sign (+1 adds its keystream, -1
+        subtracts it). The result is the same as one whole-array pass per term.
+
+        Raises:
+            ConfigurationError: ``values`` cannot be encoded (see :func:`encode_into`).
         """
-        n = target.size * RING_DTYPE.itemsize
-        if len(self._zeros) < n:
-            self._zeros = bytes(n)
-            self._stream = bytearray(n + _BLOCK)  # CTR's update_into wants a block spare
-        encryptor = Cipher(algorithms.AES(key), modes.CTR(struct.pack(">QQ", shard, 0))).encryptor()
-        encryptor.update_into(memoryview(self._zeros)[:n], self._stream)
-        ks = np.frombuffer(self._stream, dtype=RING_DTYPE, count=target.size)
-        if sign > 0:
-            np.add(target, ks, out=target)
-        else:
-            np.subtract(target, ks, out=target)
+        _check_range(values)
+        ciphers = [
+            (Cipher(algorithms.AES(key), modes.CTR(struct.pack(">QQ", shard, 0))).encryptor(), sign)
+            for key, sign in keys
+        ]
+        for a in range(0, out.size, CHUNK):
+            b = min(out.size, a + CHUNK)
+            part = out[a:b]
+            _encode(values[a:b], share, part, self._scratch[: b - a])
+            for summand in summands:
+                np.add(part, summand[a:b], out=part)
+            for encryptor, sign in ciphers:
+                encryptor.update_into(self._zeros[: (b - a) * RING_DTYPE.itemsize], self._stream)
+                stream = np.frombuffer(self._stream, dtype=RING_DTYPE, count=b - a)
+                (np.add if sign > 0 else np.subtract)(part, stream, out=part)
 
 
 def masked_shard(
@@ -164,11 +199,10 @@ def masked_shard(
     owner's own pair is left out (the owner knows that key).
     """
     out = np.empty(values.size, dtype=RING_DTYPE)
-    encode_into(values, share, out)
-    streams.add(out, self_key, shard, +1)
-    for j, key in pair_keys.items():
-        if j != shard:
-            streams.add(out, key, shard, +1 if me < j else -1)
+    keys = [(self_key, +1)] + [
+        (key, +1 if me < j else -1) for j, key in pair_keys.items() if j != shard
+    ]
+    streams.combine(out, shard, values, share, keys)
     return out
 
 
@@ -188,11 +222,7 @@ def unmasked_sum(
     floats, into ``out``.
     """
     total = np.empty(own.size, dtype=RING_DTYPE)
-    encode_into(own, share, total)
-    for slice_ in masked:
-        np.add(total, slice_, out=total)
-    for key in self_keys:
-        streams.add(total, key, shard, -1)
+    streams.combine(total, shard, own, share, [(key, -1) for key in self_keys], masked)
     decode_into(total, out)
 
 
