@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import settings
 
+from swarmlib import errors
 from swarmlib.ledger.server import ChainServer
-from swarmlib.transport import ShardedExchange
+from swarmlib.merge import Mean
+from swarmlib.transport import Peer, ShardedExchange
 from tests.ledger_swarm import Swarm
 
 settings.register_profile("dev", max_examples=50, deadline=None)
@@ -61,3 +65,40 @@ def run_threads(work: Callable[[int], None], n: int, timeout: float = 60) -> Non
         t.start()
     for t in threads:
         t.join(timeout)
+
+
+def retrying_round(
+    exchanges: list[ShardedExchange], vectors: list[np.ndarray], **kw: Any
+) -> list[Any]:
+    """One round among threads, each retrying without culprits as the middleware does.
+
+    Each entry is that node's :class:`RoundResult`, or the error it stopped with
+    (named itself, forfeited, or three attempts spent). ``kw`` goes to ``run_round``
+    (``merge`` defaults to the mean).
+    """
+    peers = [Peer(e.name, e.endpoint, e.public_key) for e in exchanges]
+    kw.setdefault("merge", Mean().sharded())
+    results: list[Any] = [None] * len(exchanges)
+
+    def run(i: int) -> None:
+        live, attempt = list(peers), 0
+        while True:
+            try:
+                results[i] = exchanges[i].run_round(live, vectors[i], round_id=0,
+                                                    attempt=attempt, **kw)  # fmt: skip
+                return
+            except errors.RoundForfeited as e:
+                results[i] = e
+                return
+            except errors.RoundFailed as e:
+                if exchanges[i].name in e.culprits or attempt >= 2:
+                    results[i] = e
+                    return
+                live = [p for p in live if p.name not in e.culprits]
+                attempt += 1
+            except Exception as e:  # reported to the test
+                results[i] = e
+                return
+
+    run_threads(run, len(exchanges))
+    return results

@@ -12,7 +12,7 @@ from swarmlib.merge import Mean, get_strategy
 from swarmlib.testing.local import node_vector, run_local_exchange
 from swarmlib.transport import Peer, ShardedExchange, secagg
 from swarmlib.transport.round import RoundState
-from tests.conftest import run_threads
+from tests.conftest import retrying_round
 
 PARAMS = 1001
 ATTACK_PARAMS = 40_000  # slices of 10,000 values: a correlation's standard error is 0.01
@@ -72,15 +72,15 @@ class RecordingOwner(ShardedExchange):
         self.victim, self.cheat = victim, cheat
         self.seen: list[dict[str, Any]] = []
 
-    def _merge_own_shard(self, st: RoundState, own: np.ndarray, weight: float, merge: Any) -> Any:
+    def _merge_owned(self, st: RoundState, own: np.ndarray, weight: float, merge: Any) -> None:
         self._record(st)  # without secure aggregation: plaintext slices
-        return super()._merge_own_shard(st, own, weight, merge)
+        super()._merge_owned(st, own, weight, merge)
 
     def _record(self, st: RoundState) -> dict[str, Any]:
         record = {
             "attempt": st.attempt,
             "names": [p.name for p in st.peers],
-            "slices": {st.peers[j].name: st.contribs[j][0].copy() for j in st.others},
+            "slices": {st.peers[j].name: st.contribs[j, st.me][0].copy() for j in st.others},
             "bounds": st.bounds[st.me],
         }
         self.seen.append(record)
@@ -101,35 +101,6 @@ class RecordingOwner(ShardedExchange):
         return merged
 
 
-def _swarm_round(
-    exchanges: list[ShardedExchange], vectors: list[np.ndarray], secure: bool
-) -> list[Any]:
-    """One round among threads, each retrying without culprits as the middleware does."""
-    peers = [Peer(e.name, e.endpoint, e.public_key) for e in exchanges]
-    results: list[Any] = [None] * len(exchanges)
-
-    def run(i: int) -> None:
-        live, attempt = list(peers), 0
-        while True:
-            try:
-                results[i] = exchanges[i].run_round(live, vectors[i], round_id=0,
-                                                    attempt=attempt, merge=Mean().sharded(),
-                                                    secure=secure)  # fmt: skip
-                return
-            except errors.RoundForfeited as e:
-                results[i] = e
-                return
-            except errors.RoundFailed as e:
-                if exchanges[i].name in e.culprits or attempt >= 2:
-                    results[i] = e
-                    return
-                live = [p for p in live if p.name not in e.culprits]
-                attempt += 1
-
-    run_threads(run, len(exchanges))
-    return results
-
-
 def _nodes(n: int, cheat: str | None, owner: int = 0, victim: int = 2) -> list[ShardedExchange]:
     exchanges: list[ShardedExchange] = []
     for i in range(n):
@@ -146,7 +117,7 @@ def _run_attack(secure: bool, cheat: str | None, n: int = 4) -> tuple[Any, list[
     vectors = [rng.normal(size=ATTACK_PARAMS).astype(np.float32) for _ in range(n)]
     exchanges = _nodes(n, cheat)
     try:
-        results = _swarm_round(exchanges, vectors, secure)
+        results = retrying_round(exchanges, vectors, secure=secure)
     finally:
         for e in exchanges:
             e.close()
@@ -204,7 +175,7 @@ def test_equal_weights_give_different_wire_bytes_every_attempt() -> None:
     same = np.full(PARAMS, 0.25, dtype=np.float32)
     exchanges = _nodes(3, None)
     try:
-        _swarm_round(exchanges, [same, same, same], secure=True)
+        retrying_round(exchanges, [same, same, same], secure=True)
     finally:
         for e in exchanges:
             e.close()

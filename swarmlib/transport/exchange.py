@@ -65,6 +65,7 @@ from swarmlib.transport.framing import (
     REDUCE,
     REVEAL,
 )
+from swarmlib.transport.replicas import check_replicas, dispute, majority
 from swarmlib.transport.round import (
     Peer,
     RoundResult,
@@ -213,6 +214,7 @@ class ShardedExchange:
         weight: float = 1.0,
         out: np.ndarray | None = None,
         secure: bool = False,
+        replicas: int = 1,
     ) -> RoundResult:
         """Exchange and merge ``vector`` with the participants.
 
@@ -234,6 +236,10 @@ class ShardedExchange:
                 of its shard, never one participant's values. Needs a linear
                 ``merge`` (the mean) and at least 3 participants; every
                 participant must pass the same. Defaults to ``False``.
+            replicas: How many participants merge each shard
+                (:mod:`swarmlib.transport.replicas`): 3 outvotes one wrong owner
+                per shard, 2 detects one, 1 (the default) trusts the single
+                owner. Every participant must pass the same; not with ``secure``.
 
         Returns:
             The merged vector, byte-identical on every participant, with its
@@ -242,8 +248,9 @@ class ShardedExchange:
         Raises:
             PeerTimeout: a participant sent nothing expected within the timeout.
             PeerRejected: a participant's contribution was refused (other model
-                size or dtype, NaN/Inf, bad weight), or a participant abandoned
-                the round because of another.
+                size or dtype, NaN/Inf, bad weight), an owner's merged shard
+                was outvoted by the shard's other owners, or a participant
+                abandoned the round because of another.
             RoundForfeited: with ``secure``, the round failed after this node
                 revealed its masks; do not retry it (see the module docstring).
             ConfigurationError: bad arguments (this node not in the list,
@@ -253,10 +260,19 @@ class ShardedExchange:
             raise ConfigurationError("This exchange is closed; create a new one.")
         if secure:
             _check_secure(merge, len(participants))
+        check_replicas(replicas, len(participants))
+        if secure and replicas > 1:
+            raise ConfigurationError(
+                f"owner_replicas={replicas} cannot be combined with secure aggregation: secure "
+                "aggregation masks each contribution for its shard's one owner and reveals the "
+                "unmasking keys to it alone. Use one of the two (owner_replicas=1 with "
+                "secure_aggregation=True, or secure_aggregation=False)."
+            )
         started = time.perf_counter()
         agreement = merge.spec + ("+secure_aggregation" if secure else "")
+        agreement += f"+replicas={replicas}" if replicas > 1 else ""
         st, own = self._begin(
-            participants, vector, round_id, attempt, weight, agreement, out, secure
+            participants, vector, round_id, attempt, weight, agreement, out, secure, replicas
         )
         try:
             self._phases(st, own, merge, started)
@@ -287,26 +303,27 @@ class ShardedExchange:
         self._pump(st, KEY)
         t1 = time.perf_counter()
         st.stats.keys_s = t1 - started
-        for j in st.others:
+        for k, j in st.sends():
             try:
-                frames = st.contrib_frames(j, own, self._sockets.pool.seal)
+                frames = st.contrib_frames(j, k, own, self._sockets.pool.seal)
             except ConfigurationError as e:  # this node's own weights cannot be encoded
                 raise st.reject(st.me, str(e)) from e
             self._send_data(st, j, frames)
         self._pump(st, CONTRIB)
         t2 = time.perf_counter()
         st.stats.scatter_s = t2 - t1
-        a, b = st.bounds[st.me]
         if st.secure:
+            a, b = st.bounds[st.me]
             st.out[a:b] = self._unmask_own_shard(st, own)
         else:
-            st.out[a:b] = self._merge_own_shard(st, own, st.weight, merge)
+            self._merge_owned(st, own, st.weight, merge)
         t3 = time.perf_counter()
         st.stats.merge_s = t3 - t2
-        for j in st.others:
-            self._send_data(st, j, st.merged_frames(j, self._sockets.pool.seal))
-        st.merged_own = True
-        st.hash_ready_shards()
+        for k in st.owned:
+            for j in st.others:
+                self._send_data(st, j, st.merged_frames(j, k, self._sockets.pool.seal))
+        for k in st.owned:
+            st.mark_merged(k)
         self._pump(st, MERGED)
         st.stats.gather_s = time.perf_counter() - t3
         self._confirm(st)
@@ -323,6 +340,7 @@ class ShardedExchange:
         agreement: str,
         out: np.ndarray | None,
         secure: bool = False,
+        replicas: int = 1,
     ) -> tuple[RoundState, np.ndarray]:
         """Check the arguments and set up the round; returns its state and the own vector."""
         peers = list(participants)
@@ -333,6 +351,7 @@ class ShardedExchange:
         st = RoundState(
             weight=float(weight),
             secure=secure,
+            replicas=replicas,
             round_id=round_id,
             attempt=attempt,
             peers=peers,
@@ -496,42 +515,71 @@ class ShardedExchange:
         self._pump(st, REVEAL)
         return st.secure_sum(own)
 
-    def _merge_own_shard(
+    def _merge_owned(
         self, st: RoundState, own: np.ndarray, weight: float, merge: ShardMerge
-    ) -> np.ndarray:
-        """Merge this node's shard; every partial the merge yields is summed over the owners."""
-        order, shards, weights = st.shards_to_merge(own, weight)
-        names = st.names(order)
-        steps = merge(shards, weights, names, st.bounds[st.me][0])
-        try:
-            partial = next(steps)
-            while True:
-                partial = steps.send(self._reduce(st, partial))
-        except StopIteration as finished:
-            merged: np.ndarray = finished.value
-            return merged
-        except MergeError as e:
-            if e.peer is None:
-                raise
-            raise st.reject(order[names.index(e.peer)], str(e)) from e
+    ) -> None:
+        """Merge every shard this node owns into ``st.out``, the shards' merges in step.
 
-    def _reduce(self, st: RoundState, partial: np.ndarray) -> np.ndarray:
-        """Sum ``partial`` over all owners, in participant order (identical everywhere)."""
-        partial = np.ascontiguousarray(partial, dtype="<f8")
+        A merge that needs whole-vector scalars yields partials; each is summed
+        over all shards (:meth:`_reduce`) and the total sent back to every shard's merge.
+        """
+        steps = {}
+        for k in st.owned:
+            order, shards, weights = st.shards_to_merge(own, weight, k)
+            steps[k] = (order, merge(shards, weights, st.names(order), st.bounds[k][0]))
+        totals: dict[int, np.ndarray | None] = dict.fromkeys(steps)
+        while steps:
+            partials = {}
+            for k, (order, gen) in list(steps.items()):
+                try:
+                    total = totals[k]
+                    partials[k] = next(gen) if total is None else gen.send(total)
+                except StopIteration as finished:
+                    a, b = st.bounds[k]
+                    st.out[a:b] = finished.value
+                    del steps[k]
+                except MergeError as e:
+                    if e.peer is None:
+                        raise
+                    raise st.reject(order[st.names(order).index(e.peer)], str(e)) from e
+            if partials and len(partials) != len(st.owned):
+                raise MergeError(
+                    f"Merge {merge.spec} took a different number of steps on "
+                    "the shards of one node; a merge must step alike on every shard."
+                )
+            if partials:
+                total = self._reduce(st, partials)
+                totals = dict.fromkeys(partials, total)
+
+    def _reduce(self, st: RoundState, partials: dict[int, np.ndarray]) -> np.ndarray:
+        """Sum one partial per shard, in shard order (identical everywhere).
+
+        Each owner sends its partial of every shard it owns; of a shard's
+        copies a node takes the one more than half of its owners agree on.
+        """
         q = st.next_reduce
         st.next_reduce += 1
-        st.reduces.setdefault(q, {})[st.me] = partial
-        header = st.header(REDUCE, 0, q=q, n=partial.size)
-        for j in st.others:
-            self._send_ctl(st, j, [header, partial.tobytes()])
+        got = st.reduces.setdefault(q, {})
+        for k, partial in partials.items():
+            partial = np.ascontiguousarray(partial, dtype="<f8")
+            got[st.me, k] = partial
+            header = st.header(REDUCE, 0, q=q, n=partial.size, i=k)
+            for j in st.others:
+                self._send_ctl(st, j, [header, partial.tobytes()])
         self._pump(st, REDUCE)
-        got = st.reduces[q]
-        total = np.zeros(partial.size)
-        for j in range(len(st.peers)):
-            value = got[j]
-            if value.size != partial.size or not np.isfinite(value).all():
-                raise st.reject(j, "it sent a malformed or non-finite reduce message")
-            total += value
+        size = next(iter(partials.values())).size
+        total = np.zeros(size)
+        for k in range(len(st.peers)):
+            copies = {o: got[o, k] for o in st.owners(k)}
+            for o, value in copies.items():
+                if value.size != size or not np.isfinite(value).all():
+                    raise st.reject(o, "it sent a malformed or non-finite reduce message")
+            vote = majority(copies)
+            if vote.dissenters:
+                raise st.reject_many(vote.dissenters, dispute("reduce partial", k, vote,
+                                                              st.names(st.owners(k))))  # fmt: skip
+            assert vote.winner is not None
+            total += copies[vote.winner]
         return total
 
 

@@ -17,14 +17,16 @@ key       control    sender's per-round AES key for the receiver (32 bytes, or
                      of the pair's mask key (32 bytes), its data endpoint, model
                      facts and merge weight, then its identity credentials
                      (opaque bytes) when it has some
-reduce    control    partial float64 sums for a strategy's cross-shard reduce
+reduce    control    an owner's partial float64 sums of shard ``i`` for a strategy's
+                     cross-shard reduce
 abort     control    the sender gives up this attempt; names the culprits
 done      control    the sender holds the whole merged vector (the round's last step)
 have      control    secure aggregation: the sender holds every masked slice of its shard
 reveal    control    secure aggregation: the sender's self-mask key for the
                      receiver's shard (32 bytes), sent once every owner said ``have``
-contrib   data       the sender's slice of the receiver's shard, with its weight
-merged    data       the sender's merged shard, for every participant
+contrib   data       the sender's slice of shard ``i``, for an owner of it, with its weight
+merged    data       shard ``i`` as the sender (an owner of it) merged it, for every
+                     participant
 fetch     fetch      a late node asks for the merged model with SHA-256 ``h``
 model     fetch      the answer: that model's raw vector (``ok``), or nothing
 ========  =========  ==========================================================
@@ -57,7 +59,7 @@ __all__ = [
     "parse_header",
 ]
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAX_HEADER_BYTES = 2048
 
 KEY = "key"
@@ -88,7 +90,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "cred": bool,
         "w": (int, float),
     },
-    REDUCE: {"q": int, "n": int},
+    REDUCE: {"q": int, "n": int, "i": int},
     ABORT: {"c": list, "why": str, "timeout": bool},
     CONTRIB: {"i": int, "dt": str, "n": int, "w": (int, float), "nonce": str},
     MERGED: {"i": int, "dt": str, "n": int, "nonce": str},

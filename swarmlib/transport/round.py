@@ -43,6 +43,7 @@ from swarmlib.transport.framing import (
     parse_header,
     payload_nbytes,
 )
+from swarmlib.transport.replicas import dispute, majority, owned_by, owners_of
 
 __all__ = [
     "Peer",
@@ -221,7 +222,9 @@ class RoundState:
     credentials; ``buffer`` hands out a receive buffer for a contribution.
     With ``secure`` (secure aggregation) contributions are masked ring elements
     (:mod:`swarmlib.transport.secagg`) and the ``have``/``reveal`` phase comes
-    between the scatter and the merge.
+    between the scatter and the merge. With ``replicas`` > 1 every shard has that
+    many owners (:mod:`swarmlib.transport.replicas`): contributions, merged copies
+    and reduce partials are keyed by (sender, shard).
     """
 
     round_id: int
@@ -240,14 +243,17 @@ class RoundState:
     index_by_key: dict[str, int] = field(default_factory=dict)
     weight: float = 1.0
     secure: bool = False
+    replicas: int = 1
     send_keys: dict[int, bytes] = field(default_factory=dict)
     recv_keys: dict[int, bytes | None] = field(default_factory=dict)
     data_endpoints: dict[int, str] = field(default_factory=dict)
-    contribs: dict[int, tuple[np.ndarray, float]] = field(default_factory=dict)
-    merged_from: set[int] = field(default_factory=set)
-    merged_own: bool = False
+    contribs: dict[tuple[int, int], tuple[np.ndarray, float]] = field(default_factory=dict)
+    merged_from: set[tuple[int, int]] = field(default_factory=set)  # (owner, shard) taken
+    merged_mine: set[int] = field(default_factory=set)  # shards this node has merged
+    final: set[int] = field(default_factory=set)  # shards of ``out`` that are settled
+    copies: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)  # shard: owner: copy
     done_from: set[int] = field(default_factory=set)
-    reduces: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
+    reduces: dict[int, dict[tuple[int, int], np.ndarray]] = field(default_factory=dict)
     pending: dict[int, list[tuple[dict[str, Any], bytes, zmq.Frame]]] = field(default_factory=dict)
     sent_ctl: dict[int, list[list[bytes]]] = field(default_factory=dict)
     hasher: Any = field(default_factory=hashlib.sha256)
@@ -276,14 +282,69 @@ class RoundState:
     def names(self, idx: Sequence[int]) -> list[str]:
         return [self.peers[j].name for j in idx]
 
+    # ----------------------------------------------------------------- owners
+
+    def owners(self, shard: int) -> list[int]:
+        """The participants that merge ``shard``."""
+        return owners_of(shard, len(self.peers), self.replicas)
+
+    @property
+    def owned(self) -> list[int]:
+        """The shards this node merges."""
+        return owned_by(self.me, len(self.peers), self.replicas)
+
+    def sends(self) -> list[tuple[int, int]]:
+        """(shard, owner) for every contribution this node sends: each shard to its owners."""
+        return [(k, o) for k in range(len(self.peers)) for o in self.owners(k) if o != self.me]
+
+    def expected(self, phase: str) -> list[tuple[int, int]]:
+        """(sender, shard) of every contribution, or every merged copy or partial, due here."""
+        if phase == CONTRIB:
+            return [(j, k) for k in self.owned for j in self.others]
+        return [(o, k) for k in range(len(self.peers)) for o in self.owners(k) if o != self.me]
+
+    def mark_merged(self, shard: int) -> None:
+        """This node's merge of ``shard`` is in ``out``."""
+        self.merged_mine.add(shard)
+        self.settle(shard)
+
+    def settle(self, shard: int) -> None:
+        """Take ``shard`` once every owner's copy is here, if more than half of them agree.
+
+        Owners whose copy differs from the majority (every owner, when there is
+        no majority) fail the round, named as culprits.
+        """
+        owners = self.owners(shard)
+        if shard in self.final or (self.me in owners and shard not in self.merged_mine):
+            return
+        a, b = self.bounds[shard]
+        if self.replicas == 1:  # the single owner's copy went straight into ``out``
+            if shard in self.merged_mine or (shard, shard) in self.merged_from:
+                self.final.add(shard)
+                self.hash_ready_shards()
+            return
+        got = self.copies.get(shard, {})
+        if any(o not in got for o in owners if o != self.me):
+            return
+        copies = {**got, **({self.me: self.out[a:b]} if self.me in owners else {})}
+        vote = majority(copies)
+        if vote.dissenters:
+            why = dispute("merged shard", shard, vote, self.names(owners))
+            self.abort = self.reject_many(vote.dissenters, why)
+            return
+        assert vote.winner is not None
+        if vote.winner != self.me:
+            self.out[a:b] = copies[vote.winner]
+        self.final.add(shard)
+        self.copies.pop(shard, None)
+        self.hash_ready_shards()
+
     def hash_ready_shards(self) -> None:
         """Feed the hash with every final shard, in order, as soon as it is there.
 
         Hashing while other shards are still on the wire hides most of its cost.
         """
-        while self.hashed < len(self.peers) and (
-            self.hashed in self.merged_from or (self.hashed == self.me and self.merged_own)
-        ):
+        while self.hashed < len(self.peers) and self.hashed in self.final:
             a, b = self.bounds[self.hashed]
             self.hasher.update(self.out[a:b].data.cast("B"))
             self.hashed += 1
@@ -317,20 +378,22 @@ class RoundState:
         return frames
 
     def contrib_frames(
-        self, j: int, own: np.ndarray, spare: Callable[[int], bytearray | None]
+        self, j: int, shard: int, own: np.ndarray, spare: Callable[[int], bytearray | None]
     ) -> list[Any]:
-        """The ``contrib`` to owner ``j``: shard ``j`` of this node's vector, with its weight.
+        """The ``contrib`` to owner ``j``: ``shard`` of this node's vector, with its weight.
 
         With secure aggregation, the shard encoded and masked for owner ``j``.
         """
-        a, b = self.bounds[j]
+        a, b = self.bounds[shard]
         values = self.masked_for(j, own[a:b]) if self.secure else own[a:b]
-        return self._sealed(j, CONTRIB, j, values, {"w": float(self.weight)}, spare)
+        return self._sealed(j, CONTRIB, shard, values, {"w": float(self.weight)}, spare)
 
-    def merged_frames(self, j: int, spare: Callable[[int], bytearray | None]) -> list[Any]:
-        """The ``merged`` to participant ``j``: the shard this node owns, merged."""
-        a, b = self.bounds[self.me]
-        return self._sealed(j, MERGED, self.me, self.out[a:b], {}, spare)
+    def merged_frames(
+        self, j: int, shard: int, spare: Callable[[int], bytearray | None]
+    ) -> list[Any]:
+        """The ``merged`` to participant ``j``: a shard this node owns, merged."""
+        a, b = self.bounds[shard]
+        return self._sealed(j, MERGED, shard, self.out[a:b], {}, spare)
 
     def _sealed(
         self,
@@ -382,7 +445,7 @@ class RoundState:
         """The merged shard this node owns: every masked slice summed and unmasked."""
         a, b = self.bounds[self.me]
         merged = np.empty(b - a, dtype=self.dtype)
-        masked = [self.contribs[j][0] for j in self.others]
+        masked = [self.contribs[j, self.me][0] for j in self.others]
         keys = [self.reveals[j] for j in self.others]
         secagg.unmasked_sum(own[a:b], self.shares()[self.me], self.me, masked, keys,
                             self.streams, merged)  # fmt: skip
@@ -421,9 +484,13 @@ class RoundState:
         return False
 
     def reject(self, j: int, reason: str) -> PeerRejected:
+        return self.reject_many([j], reason)
+
+    def reject_many(self, culprits: Sequence[int], reason: str) -> PeerRejected:
+        names = self.names(culprits)
         return PeerRejected(
-            f"Round {self.round_id} attempt {self.attempt}: refused {self.peers[j].name}: {reason}",
-            culprits=[self.peers[j].name],
+            f"Round {self.round_id} attempt {self.attempt}: refused {', '.join(names)}: {reason}",
+            culprits=names,
             round_id=self.round_id,
             attempt=self.attempt,
         )
@@ -432,30 +499,31 @@ class RoundState:
         """The participants whose ``phase`` message this node still waits for."""
         got: Any = {
             KEY: self.recv_keys,
-            CONTRIB: self.contribs,
-            MERGED: self.merged_from,
             DONE: self.done_from,
             HAVE: self.have_from,
             REVEAL: self.reveals,
         }.get(phase)
-        if got is None:  # the reduce in progress
-            got = self.reduces.get(self.next_reduce - 1, {})
-        return [j for j in self.others if j not in got]
+        if got is not None:
+            return [j for j in self.others if j not in got]
+        taken: Any = {CONTRIB: self.contribs, MERGED: self.merged_from}.get(phase)
+        if taken is None:  # the reduce in progress
+            taken = self.reduces.get(self.next_reduce - 1, {})
+        return sorted({j for j, k in self.expected(phase) if (j, k) not in taken})
 
     def shards_to_merge(
-        self, own: np.ndarray, weight: float
+        self, own: np.ndarray, weight: float, shard: int
     ) -> tuple[list[int], list[np.ndarray], list[float]]:
-        """Participants in name order, with their slices of this node's shard and weights.
+        """Participants in name order, with their slices of ``shard`` and their weights.
 
         The order is the participants' names, not their votes': float sums depend
         on order, and a swarm should give the same model however its votes raced.
         """
-        a, b = self.bounds[self.me]
+        a, b = self.bounds[shard]
         order = sorted(range(len(self.peers)), key=lambda j: self.peers[j].name)
         shards, weights = [], []
         for j in order:
-            shard, w = (own[a:b], weight) if j == self.me else self.contribs[j]
-            shards.append(shard)
+            values, w = (own[a:b], weight) if j == self.me else self.contribs[j, shard]
+            shards.append(values)
             weights.append(w)
         return order, shards, weights
 
@@ -530,11 +598,16 @@ class RoundState:
             return True
         if kind == REDUCE:
             got = self.reduces.setdefault(header["q"], {})
-            if j in got or len(frames) != 2 or len(frames[1]) != 8 * header["n"]:
+            shard = header["i"]
+            if shard >= len(self.peers) or j not in self.owners(shard):
+                return self.drop(
+                    FOREIGN, f"reduce message from {self.peers[j].name} for a shard it does not own"
+                )
+            if (j, shard) in got or len(frames) != 2 or len(frames[1]) != 8 * header["n"]:
                 return self.drop(
                     REPLAYED, f"reduce message from {self.peers[j].name} replayed or cut"
                 )
-            got[j] = np.frombuffer(frames[1].bytes, dtype="<f8")
+            got[j, shard] = np.frombuffer(frames[1].bytes, dtype="<f8")
             return True
         return self._on_key(j, header, frames)
 
@@ -631,14 +704,21 @@ class RoundState:
             )
         if not (0 <= j < len(self.peers)) or j == self.me or header["t"] != self.me:
             return self.drop(FOREIGN, f"{kind} shard from unknown sender {j} or for another node")
-        shard = self.me if kind == CONTRIB else j
+        shard = header["i"]
+        if shard >= len(self.peers) or (
+            shard not in self.owned if kind == CONTRIB else j not in self.owners(shard)
+        ):
+            mine = (
+                "a shard this node does not own" if kind == CONTRIB else "a shard it does not own"
+            )
+            return self.drop(MALFORMED, f"{kind} shard {shard} from {self.peers[j].name}: {mine}")
         a, b = self.bounds[shard]
         dtype = self.contrib_dtype if kind == CONTRIB else self.dtype
-        if header["i"] != shard or header["dt"] != dtype.str or header["n"] != b - a:
+        if header["dt"] != dtype.str or header["n"] != b - a:
             return self.drop(
                 MALFORMED,
-                f"{kind} shard from {self.peers[j].name} has index {header['i']}, dtype "
-                f"{header['dt']}, length {header['n']}; expected {shard}, {dtype.str}, {b - a}",
+                f"{kind} shard {shard} from {self.peers[j].name} has dtype {header['dt']}, "
+                f"length {header['n']}; expected {dtype.str}, {b - a}",
             )
         if self.encrypted and not header["nonce"]:
             return self.drop(MALFORMED, f"{kind} shard from {self.peers[j].name} has no nonce")
@@ -649,7 +729,7 @@ class RoundState:
                 f"{kind} shard from {self.peers[j].name} has {len(payload)} bytes, "
                 f"expected {expected} (truncated or padded)",
             )
-        if (kind == CONTRIB and j in self.contribs) or (kind == MERGED and j in self.merged_from):
+        if (j, shard) in (self.contribs if kind == CONTRIB else self.merged_from):
             return self.drop(REPLAYED, f"{kind} shard from {self.peers[j].name} replayed")
         if self.encrypted and j not in self.recv_keys:
             queue = self.pending.setdefault(j, [])
@@ -660,16 +740,19 @@ class RoundState:
         return self._accept_shard(header, raw, payload)
 
     def _accept_shard(self, header: dict[str, Any], raw: bytes, payload: zmq.Frame) -> bool:
-        kind, j = header["k"], header["s"]
-        a, b = self.bounds[self.me if kind == CONTRIB else j]
-        target = self.buffer(b - a, self.contrib_dtype) if kind == CONTRIB else self.out[a:b]
+        kind, j, shard = header["k"], header["s"], header["i"]
+        a, b = self.bounds[shard]
+        if kind == CONTRIB:
+            target = self.buffer(b - a, self.contrib_dtype)
+        else:  # one owner: straight into place; several: a copy until they are compared
+            target = self.out[a:b] if self.replicas == 1 else np.empty(b - a, self.dtype)
         if self.encrypted:
             key = self.recv_keys[j]
             assert key is not None
             nonce = bytes.fromhex(header["nonce"])
             if not crypto.open_into(key, nonce, raw, payload.buffer, target.data.cast("B")):
                 if kind == MERGED:  # the failed decryption may have scribbled on our slot
-                    self.out[a:b] = 0
+                    target[:] = 0
                 return self.drop(
                     TAMPERED,
                     f"{kind} shard claiming to be from {self.peers[j].name} failed "
@@ -681,14 +764,16 @@ class RoundState:
             target[:] = np.frombuffer(payload.buffer, dtype=self.dtype)
         self.stats.bytes_received += len(raw) + len(payload)
         if kind == CONTRIB:
-            self.contribs[j] = (target, float(header["w"]))
+            self.contribs[j, shard] = (target, float(header["w"]))
             return True
         if not np.isfinite(target).all():  # an owner's merge of finite updates is finite
             target[:] = 0
-            self.abort = self.reject(j, "the merged shard it owns holds NaN or Inf")
+            self.abort = self.reject(j, f"the merged shard {shard} it owns holds NaN or Inf")
             return True
-        self.merged_from.add(j)
-        self.hash_ready_shards()
+        self.merged_from.add((j, shard))
+        if self.replicas > 1:
+            self.copies.setdefault(shard, {})[j] = target
+        self.settle(shard)
         return True
 
 

@@ -1,0 +1,88 @@
+"""Replicated shard owners: who merges which shard, and which of its copies a node takes.
+
+With ``replicas=r`` the owners of shard *k* among *N* participants are
+*k, k+1, …, k+r-1* (mod *N*), in the round's agreed participant order, so every
+participant computes the same assignment and owns *r* shards. Each participant
+sends its slice of shard *k* to all *r* owners; each owner merges it (merges are
+deterministic, so honest owners produce the same bytes) and sends it to
+everyone. A node takes a merged shard only when more than half of its *r*
+copies are bit-identical (its own counts when it is an owner): ``r = 3``
+outvotes one wrong owner per shard, ``r = 2`` detects a wrong owner but
+cannot tell which of the two it is, ``r = 1`` is the plain protocol and trusts
+the single owner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from swarmlib.errors import ConfigurationError
+
+__all__ = ["Vote", "check_replicas", "dispute", "majority", "owned_by", "owners_of"]
+
+
+def check_replicas(replicas: int, participants: int) -> None:
+    """Raise unless ``replicas`` owners per shard fit a round of ``participants``."""
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        raise ConfigurationError(
+            f"Invalid value for argument `owner_replicas`. Received: {replicas!r}. Expected "
+            "a whole number >= 1 (3 outvotes one wrong owner per shard; 1 is the plain protocol)."
+        )
+    if replicas > participants:
+        raise ConfigurationError(
+            f"owner_replicas={replicas} needs at least {replicas} participants in a round; this "
+            f"one has {participants}. Lower owner_replicas or raise min_peers to {replicas}."
+        )
+
+
+def owners_of(shard: int, participants: int, replicas: int) -> list[int]:
+    """The participants that merge ``shard``, first owner first."""
+    return [(shard + t) % participants for t in range(replicas)]
+
+
+def owned_by(me: int, participants: int, replicas: int) -> list[int]:
+    """The shards participant ``me`` merges, in shard order."""
+    return sorted({(me - t) % participants for t in range(replicas)})
+
+
+@dataclass(frozen=True)
+class Vote:
+    """The outcome of comparing the copies of one merged shard (or reduce partial).
+
+    ``winner`` is an owner whose copy more than half of the copies equal, or
+    None when no copy has a majority; ``dissenters`` are the owners whose copy
+    differs from the winner's (every owner, when there is no winner).
+    """
+
+    winner: int | None
+    dissenters: list[int]
+
+
+def majority(copies: dict[int, np.ndarray]) -> Vote:
+    """Compare the owners' copies byte for byte; see :class:`Vote`."""
+    groups: list[list[int]] = []
+    for owner in sorted(copies):
+        raw = copies[owner].view(np.uint8)
+        for group in groups:
+            first = copies[group[0]].view(np.uint8)
+            if raw.shape == first.shape and np.array_equal(raw, first):
+                group.append(owner)
+                break
+        else:
+            groups.append([owner])
+    best = max(groups, key=len)
+    if 2 * len(best) <= len(copies):
+        return Vote(None, sorted(copies))
+    return Vote(best[0], sorted(o for o in copies if o not in best))
+
+
+def dispute(what: str, shard: int, vote: Vote, owners: list[str]) -> str:
+    """Why the owners of ``shard`` named in ``vote.dissenters`` are refused."""
+    if vote.winner is not None:
+        return (f"its {what} {shard} differs from the copy of the other owners "
+                f"({', '.join(owners)}), which agree")  # fmt: skip
+    return (f"the owners' copies of {what} {shard} ({', '.join(owners)}) disagree and no copy "
+            "has a majority, so no node can tell which is wrong: the round goes on without "
+            "all of them. owner_replicas=3 outvotes one wrong owner instead.")  # fmt: skip

@@ -1,0 +1,180 @@
+"""Replicated shard owners: a wrong merge is outvoted (r=3), detected (r=2), or trusted (r=1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from swarmlib import errors
+from swarmlib.merge import get_strategy
+from swarmlib.transport import Peer, RoundResult, ShardedExchange
+from swarmlib.transport.replicas import check_replicas, majority, owned_by, owners_of
+from swarmlib.transport.round import RoundState
+from tests.conftest import retrying_round, run_threads
+
+SIZE = 4_001
+
+
+@given(n=st.integers(1, 12), data=st.data())
+def test_every_shard_has_r_distinct_owners_and_every_participant_owns_r_shards(
+    n: int, data: st.DataObject
+) -> None:
+    r = data.draw(st.integers(1, n))
+    owners = {k: owners_of(k, n, r) for k in range(n)}
+    assert all(len(set(o)) == r and o[0] == k for k, o in owners.items())
+    for me in range(n):
+        mine = owned_by(me, n, r)
+        assert len(mine) == r and mine == [k for k in range(n) if me in owners[k]]
+
+
+def test_the_majority_is_strict_and_byte_exact() -> None:
+    a, b = np.zeros(3, np.float32), np.ones(3, np.float32)
+    assert majority({0: a, 1: a.copy(), 2: b}).winner == 0
+    assert majority({0: a, 1: a.copy(), 2: b}).dissenters == [2]
+    assert majority({0: a, 1: b}).winner is None  # r=2: detected, not attributable
+    assert majority({0: a, 1: b}).dissenters == [0, 1]
+    assert majority({4: b}).winner == 4 and majority({4: b}).dissenters == []
+    negative_zero = np.array([-0.0, 0.0, 0.0], np.float32)  # equal as floats, not as bytes
+    assert majority({0: a, 1: negative_zero, 2: b}).winner is None
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 2.0, "3"])
+def test_a_bad_replica_count_is_refused(bad: Any) -> None:
+    with pytest.raises(errors.ConfigurationError, match="owner_replicas"):
+        check_replicas(bad, 5)
+
+
+class WrongOwner(ShardedExchange):
+    """Adds 1 to every shard it merges (``where="merge"``) or to its reduce partials."""
+
+    def __init__(self, where: str = "merge", **kw: Any) -> None:
+        super().__init__(**kw)
+        self.where = where
+
+    def _merge_owned(self, st: RoundState, own: np.ndarray, weight: float, merge: Any) -> None:
+        super()._merge_owned(st, own, weight, merge)
+        if self.where == "merge" and st.attempt == 0:
+            for k in st.owned:
+                a, b = st.bounds[k]
+                st.out[a:b] += 1
+
+    def _reduce(self, st: RoundState, partials: dict[int, np.ndarray]) -> np.ndarray:
+        if self.where == "reduce" and st.attempt == 0:
+            partials = {k: p + 1.0 for k, p in partials.items()}
+        return super()._reduce(st, partials)
+
+
+def _swarm(
+    n: int, replicas: int, cheat: int | None = None, where: str = "merge", **kw: Any
+) -> tuple[list[Any], list[np.ndarray]]:
+    rng = np.random.default_rng(11)
+    vectors = [rng.normal(size=SIZE).astype(np.float32) for _ in range(n)]
+    exchanges = [
+        WrongOwner(where, name=f"n{i}", timeout=5.0, linger_ms=200)
+        if i == cheat
+        else ShardedExchange(name=f"n{i}", timeout=5.0, linger_ms=200)
+        for i in range(n)
+    ]
+    try:
+        return retrying_round(exchanges, vectors, replicas=replicas, **kw), vectors
+    finally:
+        for e in exchanges:
+            e.close()
+
+
+def _identical(results: list[Any]) -> RoundResult:
+    assert all(isinstance(r, RoundResult) for r in results), results
+    first = results[0]
+    assert all(r.vector.tobytes() == first.vector.tobytes() for r in results)
+    assert len({r.sha256 for r in results}) == 1
+    return first
+
+
+@pytest.mark.parametrize("strategy", ["mean", "krum", "geomedian"])
+def test_replicated_owners_give_the_single_owner_merge_bit_for_bit(strategy: str) -> None:
+    merge = get_strategy(strategy).sharded()
+    single = _identical(_swarm(5, 1, merge=merge)[0])
+    triple = _identical(_swarm(5, 3, merge=merge)[0])
+    assert triple.vector.tobytes() == single.vector.tobytes()
+    assert triple.stats.bytes_sent > 2 * single.stats.bytes_sent  # r x the merged traffic
+
+
+def test_with_three_owners_a_wrong_merge_is_outvoted_named_and_left_out() -> None:
+    results, vectors = _swarm(4, 3, cheat=3)
+    honest = results[:3]
+    merged = _identical(honest)
+    assert merged.stats.participants == ("n0", "n1", "n2")
+    expected = get_strategy("mean")(vectors[:3])
+    np.testing.assert_array_equal(merged.vector, expected)
+    # the wrong owner was named by everyone, and only it
+    assert isinstance(results[3], errors.PeerRejected) and results[3].culprits == ("n3",)
+
+
+def test_with_three_owners_wrong_reduce_partials_are_outvoted() -> None:
+    merge = get_strategy("geomedian").sharded()
+    results, vectors = _swarm(5, 3, cheat=1, where="reduce", merge=merge)
+    merged = _identical([r for i, r in enumerate(results) if i != 1])
+    assert "n1" not in merged.stats.participants
+    assert isinstance(results[1], errors.PeerRejected) and results[1].culprits == ("n1",)
+    honest = [vectors[i] for i in (0, 2, 3, 4)]
+    np.testing.assert_array_equal(merged.vector, get_strategy("geomedian")(honest))
+
+
+def test_with_two_owners_a_wrong_merge_is_detected_and_both_owners_leave() -> None:
+    results, vectors = _swarm(5, 2, cheat=4)
+    # n4 owns shards 3 and 4; their other owners are n3 and n0: no copy has a majority,
+    # so the swarm cannot tell which owner lied and goes on without both suspects
+    assert isinstance(results[4], errors.PeerRejected)
+    survivors = [r for r in results if isinstance(r, RoundResult)]
+    assert survivors, results
+    merged = _identical(survivors)
+    assert "n4" not in merged.stats.participants
+    kept = [int(name[1:]) for name in merged.stats.participants]
+    np.testing.assert_array_equal(merged.vector, get_strategy("mean")([vectors[i] for i in kept]))
+    for i, r in enumerate(results):
+        if isinstance(r, errors.PeerRejected):
+            assert "n4" in r.culprits and "no copy has a majority" in str(r), (i, r)
+
+
+def test_with_one_owner_a_wrong_merge_goes_undetected() -> None:
+    """The documented hole that owner_replicas closes (docs/security.md)."""
+    results, vectors = _swarm(4, 1, cheat=3)
+    merged = _identical(results)
+    exact = get_strategy("mean")(vectors)
+    wrong = ~np.isclose(merged.vector, exact)
+    assert wrong.any() and not wrong.all()  # one shard of four is off, and everyone loaded it
+
+
+def test_replicas_must_fit_the_round_and_exclude_secure_aggregation(
+    nodes: list[ShardedExchange],
+) -> None:
+    vec = np.zeros(10, np.float32)
+    peers = [Peer(e.name, e.endpoint, e.public_key) for e in nodes]
+    merge = get_strategy("mean").sharded()
+    with pytest.raises(errors.ConfigurationError, match="needs at least 4 participants"):
+        nodes[0].run_round(peers, vec, round_id=0, merge=merge, replicas=4)
+    with pytest.raises(errors.ConfigurationError, match="secure aggregation"):
+        nodes[0].run_round(peers, vec, round_id=0, merge=merge, replicas=3, secure=True)
+
+
+def test_participants_with_different_replica_counts_are_refused_by_name(
+    nodes: list[ShardedExchange],
+) -> None:
+    peers = [Peer(e.name, e.endpoint, e.public_key) for e in nodes]
+    out: list[Any] = [None] * 3
+
+    def work(i: int) -> None:
+        try:
+            out[i] = nodes[i].run_round(peers, np.ones(30, np.float32), round_id=0,
+                                        merge=get_strategy("mean").sharded(),
+                                        replicas=3 if i == 0 else 1)  # fmt: skip
+        except errors.RoundFailed as e:
+            out[i] = e
+
+    run_threads(work, 3)
+    assert all(isinstance(r, errors.PeerRejected) for r in out), out
+    assert "replicas=3" in str(out[1]) and "n0" in out[1].culprits
