@@ -224,6 +224,11 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             ``target_epsilon`` the swarm stops, every node at the same round,
             before the budget is exceeded. A rule of the session. Defaults to
             the session's (see docs/privacy.md).
+        owner_replicas: How many nodes merge each shard of the model: 3 outvotes
+            one node that sends a wrong merge, and the swarm goes on without it
+            (a rule of the session; needs ``min_peers >= owner_replicas``, and
+            costs ``owner_replicas`` times the traffic). Defaults to the
+            session's, or ``SWARMLIB_OWNER_REPLICAS`` (see docs/security.md).
 
     Raises:
         ConfigurationError: in ``__init__``, for a bad, unknown or doubly spelled
@@ -252,6 +257,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         on_failure: str = "stop",
         secure_aggregation: bool | None = None,
         privacy: GaussianDP | None = None,
+        owner_replicas: int | None = None,
         **hpe: Any,
     ):
         super().__init__()
@@ -296,6 +302,9 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.verbose = verbose
         self.secure_aggregation = secure_aggregation
         self.privacy = privacy
+        self.owner_replicas = (
+            None if owner_replicas is None else _positive_int("owner_replicas", owner_replicas)
+        )
         self._check_private()
 
     def _check_private(self) -> None:
@@ -306,6 +315,16 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 f"secure_aggregation=True merges by the mean only: owners see sums, never one "
                 f"node's values, and merge={self.merge!r} needs each node's values. Use "
                 "merge='mean', or turn secure aggregation off."
+            )
+        if self.secure_aggregation and (self.owner_replicas or 1) > 1:
+            raise ConfigurationError(
+                f"secure_aggregation=True masks each node's values for one owner per shard, "
+                f"so it cannot be combined with owner_replicas={self.owner_replicas}. Choose one."
+            )
+        if (self.owner_replicas or 1) > (self.min_peers or self.owner_replicas or 1):
+            raise ConfigurationError(
+                f"owner_replicas={self.owner_replicas} needs rounds of at least as many nodes, "
+                f"but min_peers={self.min_peers}. Raise min_peers to {self.owner_replicas}."
             )
         if self.privacy is not None and self.adaptive_sync:
             raise ConfigurationError(
@@ -341,6 +360,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             merge=self.merge,
             secure_aggregation=self.secure_aggregation,
             privacy=self.privacy,
+            owner_replicas=self.owner_replicas,
         )
         if not self.node.joined:
             self.node.join()

@@ -89,6 +89,13 @@ def _rule_args(parser: argparse.ArgumentParser, whose: str) -> None:
         help=f"differential privacy ({whose}; SWARMLIB_PRIVACY), e.g. "
         '\'{"clip_norm": 1, "noise_multiplier": 1.1, "target_epsilon": 8}\'',
     )
+    parser.add_argument(
+        "--owner-replicas",
+        type=int,
+        metavar="R",
+        help=f"nodes that merge each shard; 3 outvotes one wrong merge ({whose}; "
+        "SWARMLIB_OWNER_REPLICAS)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -111,11 +118,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _rule_env(args: argparse.Namespace) -> dict[str, str]:
-    """``SWARMLIB_*`` variables for ``--secure-aggregation`` and ``--privacy``."""
+    """``SWARMLIB_*`` variables for the session-rule flags (``--secure-aggregation`` ...)."""
     env = {"SWARMLIB_SECURE_AGGREGATION": "1"} if args.secure_aggregation else {}
     if args.privacy:
         _privacy(args.privacy)  # a bad value fails here, not in every node
         env["SWARMLIB_PRIVACY"] = args.privacy
+    if args.owner_replicas is not None:
+        from swarmlib.transport.replicas import check_replicas
+
+        check_replicas(args.owner_replicas, args.owner_replicas)  # a bad value fails here
+        env["SWARMLIB_OWNER_REPLICAS"] = str(args.owner_replicas)
     return env
 
 
@@ -199,11 +211,14 @@ def _session_create(args: argparse.Namespace) -> int:
     wanted = None
     if args.min_peers:
         wanted = SessionRules(
-            args.min_peers, merge, bool(args.secure_aggregation), _privacy(args.privacy)
-        )
+            args.min_peers, merge, bool(args.secure_aggregation), _privacy(args.privacy),
+            args.owner_replicas or 1,
+        )  # fmt: skip
         check_feasible(wanted, args.name)
-    elif args.secure_aggregation or args.privacy:
-        raise ConfigurationError("--secure-aggregation and --privacy need --min-peers.")
+    elif args.secure_aggregation or args.privacy or args.owner_replicas:
+        raise ConfigurationError(
+            "--secure-aggregation, --privacy and --owner-replicas need --min-peers."
+        )
     client = _client(args, signed=True)
     client.create_session(
         args.name,

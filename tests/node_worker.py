@@ -33,6 +33,20 @@ def _wait_for_round(env: dict[str, str], round_id: int) -> None:
         time.sleep(0.1)
 
 
+def _send_wrong_merges() -> None:
+    from swarmlib.transport.exchange import ShardedExchange
+
+    honest = ShardedExchange._merge_owned
+
+    def wrong(self, st, own, weight, merge):  # type: ignore[no-untyped-def]
+        honest(self, st, own, weight, merge)
+        for k in st.owned:
+            a, b = st.bounds[k]
+            st.out[a:b] += 1
+
+    ShardedExchange._merge_owned = wrong  # type: ignore[method-assign]
+
+
 def run_node(env: dict[str, str], rounds: int, n_samples: int, conn: Connection) -> None:
     from swarmlib.node import SwarmNode
 
@@ -41,6 +55,8 @@ def run_node(env: dict[str, str], rounds: int, n_samples: int, conn: Connection)
     )
     os.environ.update(env)
     index = int(env["SWARMLIB_NODE_INDEX"])
+    if "TEST_WRONG_OWNER" in env:  # a malicious node: every shard it merges is off by one
+        _send_wrong_merges()
     if "TEST_START_AFTER_ROUND" in env:  # a node that starts late: once the swarm is past it
         _wait_for_round(env, int(env["TEST_START_AFTER_ROUND"]))
     from swarmlib.errors import PrivacyBudgetSpent, SwarmEnded

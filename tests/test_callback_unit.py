@@ -112,6 +112,7 @@ def test_a_second_fit_starts_afresh_and_joins_only_once() -> None:
         "merge": "coordmedian",
         "secure_aggregation": None,
         "privacy": None,
+        "owner_replicas": None,
     }
     # each fit: an initial sync, then one every 4 batches (16 batches: 4), no final merge
     # since the last batch ended with a sync

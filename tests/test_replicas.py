@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,11 +11,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from swarmlib import errors
-from swarmlib.merge import get_strategy
+from swarmlib.callback import SwarmCallback
+from swarmlib.ledger.audit import audit, format_audit
+from swarmlib.ledger.rules import SessionRules
+from swarmlib.ledger.server import ChainServer
+from swarmlib.merge import Mean, get_strategy
+from swarmlib.node.rules import check_feasible
 from swarmlib.transport import Peer, RoundResult, ShardedExchange
 from swarmlib.transport.replicas import check_replicas, majority, owned_by, owners_of
 from swarmlib.transport.round import RoundState
 from tests.conftest import retrying_round, run_threads
+from tests.node_worker import node_weights
+from tests.test_node import _run
+from tests.test_node import _swarm as _chain_swarm
 
 SIZE = 4_001
 
@@ -137,7 +146,7 @@ def test_with_two_owners_a_wrong_merge_is_detected_and_both_owners_leave() -> No
     np.testing.assert_array_equal(merged.vector, get_strategy("mean")([vectors[i] for i in kept]))
     for i, r in enumerate(results):
         if isinstance(r, errors.PeerRejected):
-            assert "n4" in r.culprits and "no copy has a majority" in str(r), (i, r)
+            assert "n4" in r.culprits and "none has a majority" in str(r), (i, r)
 
 
 def test_with_one_owner_a_wrong_merge_goes_undetected() -> None:
@@ -178,3 +187,50 @@ def test_participants_with_different_replica_counts_are_refused_by_name(
     run_threads(work, 3)
     assert all(isinstance(r, errors.PeerRejected) for r in out), out
     assert "replicas=3" in str(out[1]) and "n0" in out[1].culprits
+
+
+def test_the_rules_carry_owner_replicas_and_refuse_what_cannot_run() -> None:
+    rules = SessionRules(3, "krum", owner_replicas=3)
+    assert SessionRules.decode(3, rules.encode()) == rules
+    assert "owner_replicas" not in SessionRules(3, "mean").encode()  # older sessions read alike
+    check_feasible(SessionRules(3, "mean", owner_replicas=3), "s")
+    with pytest.raises(errors.ConfigurationError, match="Raise min_peers to 3"):
+        check_feasible(SessionRules(2, "mean", owner_replicas=3), "s")
+    with pytest.raises(errors.ConfigurationError, match="cannot be combined"):
+        check_feasible(SessionRules(3, "mean", True, owner_replicas=3), "s")
+    with pytest.raises(errors.ConfigurationError, match="owner_replicas"):
+        SessionRules(3, "mean", owner_replicas=0)
+    with pytest.raises(errors.ConfigurationError, match="not ones this swarmlib version reads"):
+        SessionRules.decode(3, '{"merge":"mean","owner_replicas":"3"}')
+
+
+def test_the_callback_refuses_replicas_it_cannot_have() -> None:
+    with pytest.raises(errors.ConfigurationError, match="cannot be combined"):
+        SwarmCallback(sync_frequency=4, secure_aggregation=True, owner_replicas=3)
+    with pytest.raises(errors.ConfigurationError, match="Raise min_peers to 3"):
+        SwarmCallback(sync_frequency=4, min_peers=2, owner_replicas=3)
+    with pytest.raises(errors.ConfigurationError, match="owner_replicas"):
+        SwarmCallback(sync_frequency=4, owner_replicas=0)
+
+
+@pytest.mark.slow
+def test_a_swarm_with_three_owners_per_shard_trains_on_without_a_node_that_merges_wrong(
+    chain: ChainServer, tmp_path: Path
+) -> None:
+    rules = SessionRules(3, "mean", owner_replicas=3)
+    admin, envs = _chain_swarm(chain, tmp_path, 4, min_peers=3, rules=rules, quorum_wait=8)
+    envs[3]["TEST_WRONG_OWNER"] = "1"
+    samples = [100, 200, 300, 400]
+    out = _run(envs, 3, samples)
+    assert [o[0] for o in out[:3]] == ["ok"] * 3, out
+    status, error = out[3]
+    assert status == "error" and "PeerRejected" in str(error) and "node-3" in str(error), out[3]
+    for r in range(3):
+        assert len({o[1][r][1] for o in out[:3]}) == 1  # type: ignore[index]
+        merged = np.concatenate([np.ravel(a) for a in out[0][1][r][2]])  # type: ignore[index]
+        honest = [np.concatenate([w.ravel() for w in node_weights(i, r)]) for i in range(3)]
+        np.testing.assert_allclose(merged, Mean()(honest, samples[:3]), rtol=1e-5, atol=1e-6)
+    rows = audit(admin, "s")
+    assert [(row.round, row.attempt, row.status) for row in rows][:2] == [
+        (0, 0, "retried"), (0, 1, "agree")]  # fmt: skip
+    assert "every shard merged by 3 owners" in format_audit(rows, "s")

@@ -40,6 +40,7 @@ class AuditRow:
     status: str = "pending"
     secure_aggregation: bool = False
     epsilon: float | None = None
+    owner_replicas: int = 1
 
     @property
     def merged_hash(self) -> bytes | None:
@@ -91,6 +92,7 @@ def audit(client: LedgerClient, session: str, *, from_block: int = 0) -> list[Au
             spiffe_ids=[spiffe[p] for p in people],
             samples=[samples.get((r, att, p), 0) for p in people],
             secure_aggregation=bool(rules and rules.secure_aggregation),
+            owner_replicas=rules.owner_replicas if rules else 1,
             # conservative: every round counts, the initial one included
             epsilon=rules.privacy.epsilon(r + 1) if rules and rules.privacy else None,
         )
@@ -111,6 +113,9 @@ def format_audit(rows: list[AuditRow], session: str) -> str:
     if not rows:
         return f"session {session!r}: no agreed rounds yet"
     lines = [f"session {session!r}: {len(rows)} agreed round attempt(s)"]
+    replicas = max(row.owner_replicas for row in rows)
+    if replicas > 1:
+        lines[0] += f"; every shard merged by {replicas} owners (owner_replicas={replicas})"
     private = any(row.epsilon is not None for row in rows)
     secure = any(row.secure_aggregation for row in rows)
     extra = f"{'epsilon':>8}  " if private else ""

@@ -2,9 +2,9 @@
 
 The contract stores ``minPeers`` (it closes rounds by it) and a ``rules`` string
 it does not read: canonical JSON of everything else the participants must share,
-the merge strategy, secure aggregation and the differential-privacy parameters.
-Settings added later (owner replicas, say) are new keys of the same object, so
-the contract need not change for them; a key at its default is left out, so a
+the merge strategy, secure aggregation, the differential-privacy parameters and
+the number of owners per shard. Settings added later are new keys of the same
+object, so the contract need not change for them; a key at its default is left out, so a
 session of an older version reads the same. A node compares its own settings
 with these at ``join()`` and is refused before it votes when they differ; each
 vote carries the hash of the rules it was cast under, and the contract refuses
@@ -35,12 +35,15 @@ class SessionRules:
             (or any name :func:`swarmlib.merge.get_strategy` accepts).
         secure_aggregation: Whether owners see only sums (see docs/security.md).
         privacy: The session's differential privacy, or ``None``.
+        owner_replicas: How many participants merge each shard (3 outvotes one
+            wrong owner; see docs/security.md). ``1`` trusts the single owner.
     """
 
     min_peers: int
     merge: str = DEFAULT_MERGE
     secure_aggregation: bool = False
     privacy: GaussianDP | None = None
+    owner_replicas: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.min_peers, bool) or not isinstance(self.min_peers, int):
@@ -50,6 +53,12 @@ class SessionRules:
                 f"Invalid value for `min_peers`. Received: min_peers={self.min_peers!r}. "
                 "Expected a positive int."
             )
+        replicas = self.owner_replicas
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas < 2**8:
+            raise ConfigurationError(
+                f"Invalid value for `owner_replicas`. Received: owner_replicas={replicas!r}. "
+                "Expected a whole number from 1 to 255 (3 outvotes one wrong owner per shard)."
+            )
 
     def encode(self) -> str:
         """The ``rules`` string stored on chain (``min_peers`` is stored apart)."""
@@ -58,6 +67,8 @@ class SessionRules:
             data["secure_aggregation"] = True
         if self.privacy is not None:
             data["privacy"] = self.privacy.to_rule()
+        if self.owner_replicas != 1:
+            data["owner_replicas"] = self.owner_replicas
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -76,17 +87,22 @@ class SessionRules:
             merge = data["merge"]
             secure = data.get("secure_aggregation", False)
             privacy = data.get("privacy")
+            replicas = data.get("owner_replicas", 1)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise unreadable from e
-        if set(data) - {"merge", "secure_aggregation", "privacy"} or not isinstance(secure, bool):
+        if set(data) - {"merge", "secure_aggregation", "privacy", "owner_replicas"} or not (
+            isinstance(secure, bool) and isinstance(replicas, int)
+        ):
             raise unreadable
         if not isinstance(merge, str):
             raise ConfigurationError(f"The session's merge rule {merge!r} is not a string.")
         dp = None if privacy is None else GaussianDP.from_rule(privacy)
-        return cls(min_peers=min_peers, merge=merge, secure_aggregation=secure, privacy=dp)
+        return cls(min_peers=min_peers, merge=merge, secure_aggregation=secure, privacy=dp,
+                   owner_replicas=replicas)  # fmt: skip
 
     def __str__(self) -> str:
         text = f"min_peers={self.min_peers}, merge={self.merge!r}"
         if self.secure_aggregation:
             text += ", secure aggregation"
-        return text + (f", privacy {self.privacy}" if self.privacy is not None else "")
+        text += f", privacy {self.privacy}" if self.privacy is not None else ""
+        return text + (f", owner_replicas={self.owner_replicas}" if self.owner_replicas > 1 else "")

@@ -3,7 +3,7 @@
 Precedence, for every setting: an explicit argument (``SwarmNode(min_peers=3)``,
 ``SwarmCallback(min_peers=3)``) over its ``SWARMLIB_*`` variable over the
 default. The session's rules (``min_peers``, ``merge``, ``secure_aggregation``,
-``privacy``) are then checked against the chain at ``join()``: the chain has the
+``privacy``, ``owner_replicas``) are then checked against the chain at ``join()``: the chain has the
 last word.
 """
 
@@ -39,9 +39,10 @@ ENV = {
     "merge": "SWARMLIB_MERGE",
     "secure_aggregation": "SWARMLIB_SECURE_AGGREGATION",
     "privacy": "SWARMLIB_PRIVACY",
+    "owner_replicas": "SWARMLIB_OWNER_REPLICAS",
 }
 #: The settings that are session rules, checked against the chain at join().
-RULES = ("min_peers", "merge", "secure_aggregation", "privacy")
+RULES = ("min_peers", "merge", "secure_aggregation", "privacy", "owner_replicas")
 
 _REQUIRED = ("contract", "session", "key_file")
 
@@ -73,6 +74,9 @@ class NodeConfig:
             :class:`~swarmlib.privacy.GaussianDP` (``SWARMLIB_PRIVACY`` holds its
             fields as JSON, e.g. ``{"clip_norm": 1, "noise_multiplier": 1.1}``).
             ``None`` takes the session's.
+        owner_replicas: How many participants this node expects to merge each
+            shard (``SWARMLIB_OWNER_REPLICAS``; 3 outvotes one wrong owner).
+            ``None`` takes the session's.
     """
 
     contract: str = ""
@@ -93,6 +97,7 @@ class NodeConfig:
     merge: str | None = None
     secure_aggregation: bool | None = None
     privacy: GaussianDP | None = None
+    owner_replicas: int | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> NodeConfig:

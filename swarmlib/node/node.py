@@ -197,8 +197,9 @@ class SwarmNode:
     def expect(self, **rules: Any) -> None:
         """Require these session rules: before :meth:`join` they become this node's settings.
 
-        ``rules`` are any of ``min_peers``, ``merge``, ``secure_aggregation`` and
-        ``privacy``; ``None`` leaves one open. The Keras callback passes its own here.
+        ``rules`` are any of ``min_peers``, ``merge``, ``secure_aggregation``,
+        ``privacy`` and ``owner_replicas``; ``None`` leaves one open. The Keras callback
+        passes its own here.
 
         Raises:
             ConfigurationError: they differ from the node's own settings, or
@@ -441,6 +442,7 @@ class SwarmNode:
                 result = j.exchange.run_round(
                     peers, vector if noisy is None else noisy, round_id=self.round,
                     attempt=attempt, merge=merges[kind], secure=secure,
+                    replicas=j.rules.owner_replicas,
                     # a private merge counts every node alike: its sensitivity is clip_norm / n
                     weight=1.0 if privacy is not None else float(n_samples),
                 )  # fmt: skip

@@ -1,7 +1,8 @@
 """Agree on a session's rules with the chain, before this node casts any vote.
 
 The chain holds the session's rules (:class:`~swarmlib.ledger.SessionRules`:
-``min_peers``, the merge strategy, secure aggregation, differential privacy).
+``min_peers``, the merge strategy, secure aggregation, differential privacy,
+owner replicas).
 If nobody has fixed them yet, this node fixes them from its own settings (the
 first node to join wins a race; the others read what it fixed). A node whose
 own settings disagree with the chain's is refused here, at ``join()``, with both
@@ -37,7 +38,8 @@ def check_feasible(rules: SessionRules, session: str) -> None:
 
     Krum with ``f`` tolerates ``f`` Byzantine peers only among at least ``2f + 3``; a
     trimmed mean with ``k`` needs more than ``2k``; secure aggregation needs a
-    linear merge and 3 participants. A round may close with ``min_peers``.
+    linear merge and 3 participants; ``owner_replicas`` owners per shard need as many
+    participants, and cannot mask for a single owner. A round may close with ``min_peers``.
 
     Raises:
         ConfigurationError: naming the rule's need and the session's ``min_peers``.
@@ -61,6 +63,20 @@ def check_feasible(rules: SessionRules, session: str) -> None:
             f"{MIN_PARTICIPANTS} participants (with two, each learns the other's model from "
             f"the mean and its own), but min_peers={rules.min_peers}. Raise min_peers to 3."
         )
+    if rules.owner_replicas > rules.min_peers:
+        raise ConfigurationError(
+            f"Session {session!r}: owner_replicas={rules.owner_replicas} has every shard merged "
+            f"by {rules.owner_replicas} participants, but a round may close with min_peers="
+            f"{rules.min_peers}. Raise min_peers to {rules.owner_replicas}, or lower "
+            "owner_replicas."
+        )
+    if rules.secure_aggregation and rules.owner_replicas > 1:
+        raise ConfigurationError(
+            f"Session {session!r}: secure aggregation masks each contribution for its shard's "
+            f"one owner, so it cannot be combined with owner_replicas={rules.owner_replicas}. "
+            "Choose one: secure aggregation (owners see only sums) or replicated owners "
+            "(a wrong merge is outvoted)."
+        )
 
 
 def _show(name: str, value: Any) -> str:
@@ -70,8 +86,8 @@ def _show(name: str, value: Any) -> str:
 def check_rules(agreed: SessionRules, session: str, **settings: Any) -> None:
     """Raise if this node's settings (``None``: no preference) differ from ``agreed``.
 
-    ``settings`` are any of ``min_peers``, ``merge``, ``secure_aggregation`` and
-    ``privacy`` (a :class:`~swarmlib.privacy.GaussianDP`).
+    ``settings`` are any of ``min_peers``, ``merge``, ``secure_aggregation``,
+    ``privacy`` (a :class:`~swarmlib.privacy.GaussianDP`) and ``owner_replicas``.
 
     Raises:
         ConfigurationError: naming the setting, this node's value and the session's.
@@ -116,6 +132,7 @@ def agree_rules(ledger: LedgerClient, session: str, **settings: Any) -> SessionR
             canonical_merge(settings.get("merge") or DEFAULT_MERGE),
             bool(settings.get("secure_aggregation")),
             settings.get("privacy"),
+            settings.get("owner_replicas") or 1,
         )
         check_feasible(wanted, session)  # before it is fixed for good
         try:

@@ -65,7 +65,7 @@ from swarmlib.transport.framing import (
     REDUCE,
     REVEAL,
 )
-from swarmlib.transport.replicas import check_replicas, dispute, majority
+from swarmlib.transport.replicas import check_replicas, majority
 from swarmlib.transport.round import (
     Peer,
     RoundResult,
@@ -325,6 +325,8 @@ class ShardedExchange:
         for k in st.owned:
             st.mark_merged(k)
         self._pump(st, MERGED)
+        if st.disputes:
+            raise st.disputed("merged shard", st.disputes)
         st.stats.gather_s = time.perf_counter() - t3
         self._confirm(st)
 
@@ -569,6 +571,7 @@ class ShardedExchange:
         self._pump(st, REDUCE)
         size = next(iter(partials.values())).size
         total = np.zeros(size)
+        disputes = {}
         for k in range(len(st.peers)):
             copies = {o: got[o, k] for o in st.owners(k)}
             for o, value in copies.items():
@@ -576,10 +579,11 @@ class ShardedExchange:
                     raise st.reject(o, "it sent a malformed or non-finite reduce message")
             vote = majority(copies)
             if vote.dissenters:
-                raise st.reject_many(vote.dissenters, dispute("reduce partial", k, vote,
-                                                              st.names(st.owners(k))))  # fmt: skip
-            assert vote.winner is not None
-            total += copies[vote.winner]
+                disputes[k] = vote
+            elif vote.winner is not None:
+                total += copies[vote.winner]
+        if disputes:
+            raise st.disputed("reduce partial of shard", disputes)
         return total
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from swarmlib.errors import ConfigurationError
 
-__all__ = ["Vote", "check_replicas", "dispute", "majority", "owned_by", "owners_of"]
+__all__ = ["Vote", "blame", "check_replicas", "majority", "owned_by", "owners_of"]
 
 
 def check_replicas(replicas: int, participants: int) -> None:
@@ -78,11 +78,25 @@ def majority(copies: dict[int, np.ndarray]) -> Vote:
     return Vote(best[0], sorted(o for o in copies if o not in best))
 
 
-def dispute(what: str, shard: int, vote: Vote, owners: list[str]) -> str:
-    """Why the owners of ``shard`` named in ``vote.dissenters`` are refused."""
-    if vote.winner is not None:
-        return (f"its {what} {shard} differs from the copy of the other owners "
-                f"({', '.join(owners)}), which agree")  # fmt: skip
-    return (f"the owners' copies of {what} {shard} ({', '.join(owners)}) disagree and no copy "
-            "has a majority, so no node can tell which is wrong: the round goes on without "
-            "all of them. owner_replicas=3 outvotes one wrong owner instead.")  # fmt: skip
+def blame(what: str, disputes: dict[int, Vote], names: list[str]) -> tuple[list[int], str]:
+    """The owners to refuse for the disputed shards, and why (``names``: the participants).
+
+    Every owner that dissented on any shard is named, so that every node, once
+    it has all the copies, names the same culprits and the retry leaves out the
+    same participants everywhere.
+    """
+    culprits = sorted({o for vote in disputes.values() for o in vote.dissenters})
+    parts = []
+    for shard, vote in sorted(disputes.items()):
+        who = ", ".join(names[o] for o in vote.dissenters)
+        if vote.winner is not None:
+            parts.append(f"{what} {shard}: {who} sent a copy the other owners outvoted")
+        else:
+            parts.append(f"{what} {shard}: the copies of {who} disagree and none has a majority")
+    why = "; ".join(parts)
+    if any(vote.winner is None for vote in disputes.values()):
+        why += (
+            ". No node can tell which of those owners is wrong, so the round goes on "
+            "without all of them; owner_replicas=3 outvotes one wrong owner instead"
+        )
+    return culprits, why

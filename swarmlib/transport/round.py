@@ -43,7 +43,7 @@ from swarmlib.transport.framing import (
     parse_header,
     payload_nbytes,
 )
-from swarmlib.transport.replicas import dispute, majority, owned_by, owners_of
+from swarmlib.transport.replicas import Vote, blame, majority, owned_by, owners_of
 
 __all__ = [
     "Peer",
@@ -252,6 +252,7 @@ class RoundState:
     merged_mine: set[int] = field(default_factory=set)  # shards this node has merged
     final: set[int] = field(default_factory=set)  # shards of ``out`` that are settled
     copies: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)  # shard: owner: copy
+    disputes: dict[int, Vote] = field(default_factory=dict)  # shards whose copies disagree
     done_from: set[int] = field(default_factory=set)
     reduces: dict[int, dict[tuple[int, int], np.ndarray]] = field(default_factory=dict)
     pending: dict[int, list[tuple[dict[str, Any], bytes, zmq.Frame]]] = field(default_factory=dict)
@@ -311,8 +312,7 @@ class RoundState:
     def settle(self, shard: int) -> None:
         """Take ``shard`` once every owner's copy is here, if more than half of them agree.
 
-        Owners whose copy differs from the majority (every owner, when there is
-        no majority) fail the round, named as culprits.
+        A shard whose copies disagree is recorded in ``disputes``.
         """
         owners = self.owners(shard)
         if shard in self.final or (self.me in owners and shard not in self.merged_mine):
@@ -328,9 +328,8 @@ class RoundState:
             return
         copies = {**got, **({self.me: self.out[a:b]} if self.me in owners else {})}
         vote = majority(copies)
-        if vote.dissenters:
-            why = dispute("merged shard", shard, vote, self.names(owners))
-            self.abort = self.reject_many(vote.dissenters, why)
+        if vote.dissenters:  # judged once every copy is here (see :meth:`disputed`)
+            self.disputes[shard] = vote
             return
         assert vote.winner is not None
         if vote.winner != self.me:
@@ -338,6 +337,11 @@ class RoundState:
         self.final.add(shard)
         self.copies.pop(shard, None)
         self.hash_ready_shards()
+
+    def disputed(self, what: str, disputes: dict[int, Vote]) -> PeerRejected:
+        """The error for shards whose owners' copies disagree: every dissenter is a culprit."""
+        culprits, why = blame(what, disputes, [p.name for p in self.peers])
+        return self.reject_many(culprits, why)
 
     def hash_ready_shards(self) -> None:
         """Feed the hash with every final shard, in order, as soon as it is there.
