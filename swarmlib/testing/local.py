@@ -164,7 +164,8 @@ def _one_round(
         try:
             res = ex.run_round(live, vec, round_id=r, attempt=attempt, weight=weight, merge=merge,
                                out=None if options["return_vectors"] else merged,
-                               secure=options["secure"])  # fmt: skip
+                               secure=options["secure"],
+                               replicas=options["replicas"])  # fmt: skip
             break
         except TransportError as e:
             outcome.error, outcome.error_type = str(e), type(e).__name__
@@ -210,6 +211,7 @@ def run_local_exchange(
     progress: Callable[[str], None] | None = None,
     log_level: int = logging.WARNING,
     secure: bool = False,
+    replicas: int = 1,
 ) -> list[NodeReport]:
     """Start ``nodes`` processes and let them exchange ``rounds`` rounds.
 
@@ -231,6 +233,7 @@ def run_local_exchange(
         progress: Called with a line of text as nodes report. Defaults to none.
         log_level: Logging level inside the nodes. Defaults to WARNING.
         secure: Secure aggregation (``strategy`` must be ``"mean"``). Defaults to ``False``.
+        replicas: Owners per shard (:mod:`swarmlib.transport.replicas`). Defaults to 1.
 
     Returns:
         One report per node, in node order; a killed node's report is empty
@@ -244,7 +247,7 @@ def run_local_exchange(
     options = {"plaintext": plaintext, "timeout": timeout, "strategy": strategy, "dtype": dtype,
                "seed": seed, "weights": weights, "kill": kill, "retry": retry,
                "return_vectors": return_vectors, "log_level": log_level,
-               "secure": secure}  # fmt: skip
+               "secure": secure, "replicas": replicas}  # fmt: skip
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(nodes)
     procs: list[Any] = []
