@@ -162,6 +162,11 @@ def test_cli_deploys_adds_members_creates_a_session_and_audits(
                      "--merge", "coordmedian", "--quorum-wait", "0"]) == 0  # fmt: skip
         assert main(["session", "create", *common, "--name", "open"]) == 0  # rules: the nodes'
         assert "rules to be fixed by the first node" in capsys.readouterr().out
+        assert main(["session", "create", *common, "--name", "robust", "--min-peers", "3",
+                     "--owner-replicas", "3"]) == 0  # fmt: skip
+        assert main(["session", "create", *common, "--name", "bad", "--min-peers", "2",
+                     "--owner-replicas", "3"]) == 1  # fmt: skip
+        assert "Raise min_peers to 3" in capsys.readouterr().err
         node = LedgerClient(connect(url), address, member, rpc=url)
         node.register("tcp://127.0.0.1:1", b"\x01" * 32)
         node.ready("s", 0, 0, 42)
@@ -172,6 +177,7 @@ def test_cli_deploys_adds_members_creates_a_session_and_audits(
         assert "spiffe://swarm.test/a (42)" in out and "agree" in out and "abababab" in out
         assert "min_peers=1, merge='coordinate_median'" in out  # the session's rules, on chain
         assert "session 'open' rules: not fixed yet" in out
+        assert "owner_replicas=3" in out  # session 'robust'
         # errors are one clear line and exit status 1
         assert main(["member", "add", *common, "--address", member.address,
                      "--spiffe-id", "not-a-spiffe-id"]) == 1  # fmt: skip
