@@ -102,6 +102,14 @@ contract SwarmLedger {
     event RoundAgreed(
         bytes32 indexed session, uint64 indexed round, uint32 attempt, address[] participants
     );
+    event Reported(
+        bytes32 indexed session,
+        uint64 indexed round,
+        uint32 attempt,
+        address indexed reporter,
+        address accused,
+        bytes32 evidence
+    );
 
     error NotAdmin(address caller);
     error NotAMember(address account);
@@ -334,6 +342,21 @@ contract SwarmLedger {
         }
         Presence storage p = presence[session];
         if (_closable(s, p, r)) _close(session, round, attempt, r, p);
+    }
+
+    /// @notice A voter of a closed round attempt reports another voter whose merged shard the
+    ///         shard's other owners outvoted (owner replicas); `evidence` is the SHA-256 of the
+    ///         outvoted copy. Only an event: `swarmlib audit` shows who reported whom.
+    function report(bytes32 session, uint64 round, uint32 attempt, address accused, bytes32 evidence)
+        external
+        onlyActiveMember
+    {
+        if (!sessions[session].exists) revert UnknownSession(session);
+        Round storage r = rounds[session][round][attempt];
+        if (!r.closed) revert RoundNotOpen(session, round, attempt);
+        if (!r.votes[msg.sender].voted) revert NotVoted(msg.sender, round, attempt);
+        if (!r.votes[accused].voted) revert NotVoted(accused, round, attempt);
+        emit Reported(session, round, attempt, msg.sender, accused, evidence);
     }
 
     // ------------------------------------------------------------------- views

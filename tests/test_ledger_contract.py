@@ -163,6 +163,26 @@ def test_a_failed_attempt_is_retried_as_the_next_attempt(swarm: Swarm) -> None:
     assert state.participants == (swarm.addr(0), swarm.addr(1))
 
 
+def test_only_voters_of_a_closed_round_report_one_another(swarm: Swarm) -> None:
+    swarm.admin.create_session("s", min_peers=2, quorum_wait=600)
+    evidence = bytes(range(32))
+    swarm.nodes[0].ready("s", 0, 0, 10)
+    swarm.nodes[1].ready("s", 0, 0, 10)
+    with pytest.raises(errors.RoundNotOpen):  # still open: nothing to report yet
+        swarm.nodes[0].report("s", 0, 0, swarm.addr(1), evidence)
+    swarm.nodes[2].ready("s", 0, 0, 10)  # closes it
+    swarm.nodes[0].report("s", 0, 0, swarm.addr(1), evidence)
+    with pytest.raises(errors.NotVoted):  # the accused must be a voter of that attempt
+        swarm.nodes[0].report("s", 0, 0, swarm.addr(3), evidence)
+    with pytest.raises(errors.NotAMember):
+        swarm.outsider.report("s", 0, 0, swarm.addr(1), evidence)
+    with pytest.raises(errors.ConfigurationError, match="32-byte"):
+        swarm.nodes[0].report("s", 0, 0, swarm.addr(1), b"short")
+    logs = swarm.admin.contract.events.Reported().get_logs(from_block=0)
+    assert [(e["args"]["reporter"], e["args"]["accused"], e["args"]["evidence"]) for e in logs] == [
+        (swarm.addr(0), swarm.addr(1), evidence)]  # fmt: skip
+
+
 def test_the_latest_round_and_attempt_are_one_call_away(swarm: Swarm) -> None:
     # where a late node joins, without scanning Voted events from block 0
     swarm.admin.create_session("s", min_peers=2, quorum_wait=600)

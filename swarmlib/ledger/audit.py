@@ -29,6 +29,9 @@ class AuditRow:
         status: ``"agree"`` (every participant that reported recorded the same
             hash), ``"MISMATCH"`` (they differ), ``"pending"`` (nobody has
             reported yet) or ``"retried"`` (a later attempt of the round was agreed).
+        reports: SPIFFE IDs of participants whose merge was outvoted by their
+            shard's other owners (``owner_replicas``), each with the SPIFFE IDs
+            of the participants that reported it on chain.
     """
 
     round: int
@@ -41,6 +44,7 @@ class AuditRow:
     secure_aggregation: bool = False
     epsilon: float | None = None
     owner_replicas: int = 1
+    reports: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def merged_hash(self) -> bytes | None:
@@ -66,6 +70,12 @@ def audit(client: LedgerClient, session: str, *, from_block: int = 0) -> list[Au
     agreed = events.RoundAgreed().get_logs(
         argument_filters={"session": sid}, from_block=from_block, to_block=latest
     )
+    reported_by: dict[tuple[int, int], dict[str, list[str]]] = defaultdict(dict)
+    for ev in events.Reported().get_logs(
+        argument_filters={"session": sid}, from_block=from_block, to_block=latest
+    ):
+        a = ev["args"]
+        reported_by[a["round"], a["attempt"]].setdefault(a["accused"], []).append(a["reporter"])
     samples: dict[tuple[int, int, str], int] = {}
     reported: dict[int, dict[str, bytes]] = defaultdict(dict)  # round -> member -> hash
     for ev in votes:
@@ -96,6 +106,11 @@ def audit(client: LedgerClient, session: str, *, from_block: int = 0) -> list[Au
             # conservative: every round counts, the initial one included
             epsilon=rules.privacy.epsilon(r + 1) if rules and rules.privacy else None,
         )
+        for accused, reporters in reported_by.get((r, att), {}).items():
+            for address in (accused, *reporters):
+                if address not in spiffe:
+                    spiffe[address] = client.member(address).spiffe_id
+            row.reports[spiffe[accused]] = [spiffe[a] for a in reporters]
         if att < final_attempt[r]:
             row.status = "retried"
         else:
@@ -135,6 +150,8 @@ def format_audit(rows: list[AuditRow], session: str) -> str:
             note = "  <- " + "; ".join(f"{h.hex()[:12]}: {', '.join(g)}" for h, g in groups.items())
         elif row.status == "agree" and len(row.hashes) < len(row.participants):
             note = f"  ({len(row.hashes)} of {len(row.participants)} reported)"
+        for accused, reporters in row.reports.items():
+            note += f"  <- {accused}'s merge outvoted (reported by {', '.join(reporters)})"
         cells = f"{row.epsilon:>8.3g}  " if private and row.epsilon is not None else ""
         cells += ("on      " if row.secure_aggregation else "off     ") if secure else ""
         lines.append(

@@ -503,6 +503,22 @@ class LedgerClient:
             f"askToClose(round {round_id}, attempt {attempt})",
         )
 
+    def report(
+        self, session: str, round_id: int, attempt: int, accused: str, evidence: bytes
+    ) -> TxReceipt:
+        """Record on chain that ``accused`` sent a merged shard its other owners outvoted.
+
+        ``evidence`` is the SHA-256 of the outvoted copy (32 bytes). Both this member
+        and ``accused`` must have voted in that closed round attempt.
+        """
+        if len(evidence) != 32:
+            raise ConfigurationError(f"evidence must be a 32-byte hash; got {len(evidence)} bytes.")
+        return self._send(
+            self.contract.functions.report(session_id(session), round_id, attempt,
+                                           Web3.to_checksum_address(accused), evidence),
+            f"report({accused}, round {round_id}, attempt {attempt})",
+        )  # fmt: skip
+
     def leave(self, session: str) -> TxReceipt:
         """Stop training in ``session``: its rounds no longer wait for this member.
 

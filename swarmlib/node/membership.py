@@ -135,6 +135,10 @@ class Membership:
         )
         verify_credentials(Credentials.decode(raw), expected, self.identity.bundle)
 
+    def address_of(self, name: str) -> str:
+        """The chain address of a participant of the last round, by its name (SPIFFE ID)."""
+        return self._members[name].address
+
     def peers(
         self,
         addresses: Sequence[str],

@@ -44,6 +44,7 @@ from swarmlib.errors import (
     ConfigurationError,
     FetchFailed,
     IdentityError,
+    LedgerError,
     NotAMember,
     PeerRejected,
     QuorumTimeout,
@@ -454,8 +455,27 @@ class SwarmNode:
                 return None, timing
             except RoundFailed as e:
                 timing["exchange_s"] += time.perf_counter() - t2
+                self._report_outvoted(j, e, attempt)
                 self._retry_or_raise(j, e, attempt, excluded)
                 attempt += 1
+
+    def _report_outvoted(self, j: _Joined, e: RoundFailed, attempt: int) -> None:
+        """Record on chain the owners whose merge was outvoted (replicated shard owners).
+
+        Best effort: a report that fails is logged, and the round goes on.
+        """
+        if not isinstance(e, PeerRejected) or j.identity.spiffe_id in e.culprits:
+            return
+        for name, evidence in e.outvoted.items():
+            address = j.membership.address_of(name)
+            try:
+                j.ledger.report(self.config.session, self.round, attempt, address, evidence)
+                logger.warning(
+                    "Reported %s on chain: its merge in round %d attempt %d was outvoted "
+                    "(copy sha256 %s)", name, self.round, attempt, evidence.hex()[:16],
+                )  # fmt: skip
+            except (LedgerError, ConfigurationError) as failed:
+                logger.warning("Could not report %s on chain: %s", name, failed)
 
     def _retry_or_raise(self, j: _Joined, e: RoundFailed, attempt: int, excluded: set[str]) -> None:
         """Raise ``e`` if this node is to blame or attempts are spent; else note the culprits."""

@@ -326,7 +326,7 @@ class ShardedExchange:
             st.mark_merged(k)
         self._pump(st, MERGED)
         if st.disputes:
-            raise st.disputed("merged shard", st.disputes)
+            raise st.disputed("merged shard", st.disputes, st.copies)
         st.stats.gather_s = time.perf_counter() - t3
         self._confirm(st)
 
@@ -571,7 +571,7 @@ class ShardedExchange:
         self._pump(st, REDUCE)
         size = next(iter(partials.values())).size
         total = np.zeros(size)
-        disputes = {}
+        disputes, disputed = {}, {}
         for k in range(len(st.peers)):
             copies = {o: got[o, k] for o in st.owners(k)}
             for o, value in copies.items():
@@ -579,11 +579,11 @@ class ShardedExchange:
                     raise st.reject(o, "it sent a malformed or non-finite reduce message")
             vote = majority(copies)
             if vote.dissenters:
-                disputes[k] = vote
+                disputes[k], disputed[k] = vote, copies
             elif vote.winner is not None:
                 total += copies[vote.winner]
         if disputes:
-            raise st.disputed("reduce partial of shard", disputes)
+            raise st.disputed("reduce partial of shard", disputes, disputed)
         return total
 
 

@@ -14,13 +14,14 @@ the single owner.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from swarmlib.errors import ConfigurationError
 
-__all__ = ["Vote", "blame", "check_replicas", "majority", "owned_by", "owners_of"]
+__all__ = ["Vote", "blame", "check_replicas", "majority", "outvoted", "owned_by", "owners_of"]
 
 
 def check_replicas(replicas: int, participants: int) -> None:
@@ -76,6 +77,15 @@ def majority(copies: dict[int, np.ndarray]) -> Vote:
     if 2 * len(best) <= len(copies):
         return Vote(None, sorted(copies))
     return Vote(best[0], sorted(o for o in copies if o not in best))
+
+
+def outvoted(
+    disputes: dict[int, Vote], copies: dict[int, dict[int, np.ndarray]]
+) -> dict[int, bytes]:
+    """Owners whose copy a majority outvoted, with the SHA-256 of that copy (the evidence)."""
+    return {o: hashlib.sha256(copies[k][o].tobytes()).digest()
+            for k, vote in sorted(disputes.items()) if vote.winner is not None
+            for o in vote.dissenters}  # fmt: skip
 
 
 def blame(what: str, disputes: dict[int, Vote], names: list[str]) -> tuple[list[int], str]:

@@ -43,7 +43,7 @@ from swarmlib.transport.framing import (
     parse_header,
     payload_nbytes,
 )
-from swarmlib.transport.replicas import Vote, blame, majority, owned_by, owners_of
+from swarmlib.transport.replicas import Vote, blame, majority, outvoted, owned_by, owners_of
 
 __all__ = [
     "Peer",
@@ -330,6 +330,7 @@ class RoundState:
         vote = majority(copies)
         if vote.dissenters:  # judged once every copy is here (see :meth:`disputed`)
             self.disputes[shard] = vote
+            self.copies[shard] = copies
             return
         assert vote.winner is not None
         if vote.winner != self.me:
@@ -338,10 +339,18 @@ class RoundState:
         self.copies.pop(shard, None)
         self.hash_ready_shards()
 
-    def disputed(self, what: str, disputes: dict[int, Vote]) -> PeerRejected:
-        """The error for shards whose owners' copies disagree: every dissenter is a culprit."""
+    def disputed(
+        self, what: str, disputes: dict[int, Vote], copies: dict[int, dict[int, np.ndarray]]
+    ) -> PeerRejected:
+        """The error for shards whose owners' copies disagree: every dissenter is a culprit.
+
+        ``copies`` are each disputed shard's copies by owner; the outvoted ones'
+        hashes go into :attr:`PeerRejected.outvoted`.
+        """
         culprits, why = blame(what, disputes, [p.name for p in self.peers])
-        return self.reject_many(culprits, why)
+        error = self.reject_many(culprits, why)
+        error.outvoted = {self.peers[o].name: h for o, h in outvoted(disputes, copies).items()}
+        return error
 
     def hash_ready_shards(self) -> None:
         """Feed the hash with every final shard, in order, as soon as it is there.
