@@ -32,6 +32,7 @@ from swarmlib.errors import (
 from swarmlib.merge import STRATEGIES, get_strategy
 from swarmlib.node import SwarmNode, SyncKind, SyncResult
 from swarmlib.privacy import GaussianDP
+from swarmlib.transport.replicas import check_replicas
 
 __all__ = ["FAILURES", "HPE_ARGUMENTS", "ON_FAILURE", "SwarmCallback", "vote_lead"]
 
@@ -302,9 +303,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.verbose = verbose
         self.secure_aggregation = secure_aggregation
         self.privacy = privacy
-        self.owner_replicas = (
-            None if owner_replicas is None else _positive_int("owner_replicas", owner_replicas)
-        )
+        self.owner_replicas = owner_replicas
         self._check_private()
 
     def _check_private(self) -> None:
@@ -316,16 +315,9 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 f"node's values, and merge={self.merge!r} needs each node's values. Use "
                 "merge='mean', or turn secure aggregation off."
             )
-        if self.secure_aggregation and (self.owner_replicas or 1) > 1:
-            raise ConfigurationError(
-                f"secure_aggregation=True masks each node's values for one owner per shard, "
-                f"so it cannot be combined with owner_replicas={self.owner_replicas}. Choose one."
-            )
-        if (self.owner_replicas or 1) > (self.min_peers or self.owner_replicas or 1):
-            raise ConfigurationError(
-                f"owner_replicas={self.owner_replicas} needs rounds of at least as many nodes, "
-                f"but min_peers={self.min_peers}. Raise min_peers to {self.owner_replicas}."
-            )
+        if self.owner_replicas is not None:
+            check_replicas(self.owner_replicas, self.min_peers or self.owner_replicas,
+                           bool(self.secure_aggregation))  # fmt: skip
         if self.privacy is not None and self.adaptive_sync:
             raise ConfigurationError(
                 "adaptive_sync=True merges the nodes' validation losses without noise, which "

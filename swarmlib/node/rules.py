@@ -17,6 +17,7 @@ from typing import Any
 from swarmlib.errors import ConfigurationError, RulesAlreadyFixed
 from swarmlib.ledger import DEFAULT_MERGE, LedgerClient, SessionRules
 from swarmlib.merge import get_strategy
+from swarmlib.transport.replicas import check_replicas
 from swarmlib.transport.secagg import MIN_PARTICIPANTS
 
 __all__ = ["agree_rules", "canonical_merge", "check_feasible", "check_rules"]
@@ -63,20 +64,10 @@ def check_feasible(rules: SessionRules, session: str) -> None:
             f"{MIN_PARTICIPANTS} participants (with two, each learns the other's model from "
             f"the mean and its own), but min_peers={rules.min_peers}. Raise min_peers to 3."
         )
-    if rules.owner_replicas > rules.min_peers:
-        raise ConfigurationError(
-            f"Session {session!r}: owner_replicas={rules.owner_replicas} has every shard merged "
-            f"by {rules.owner_replicas} participants, but a round may close with min_peers="
-            f"{rules.min_peers}. Raise min_peers to {rules.owner_replicas}, or lower "
-            "owner_replicas."
-        )
-    if rules.secure_aggregation and rules.owner_replicas > 1:
-        raise ConfigurationError(
-            f"Session {session!r}: secure aggregation masks each contribution for its shard's "
-            f"one owner, so it cannot be combined with owner_replicas={rules.owner_replicas}. "
-            "Choose one: secure aggregation (owners see only sums) or replicated owners "
-            "(a wrong merge is outvoted)."
-        )
+    try:
+        check_replicas(rules.owner_replicas, rules.min_peers, rules.secure_aggregation)
+    except ConfigurationError as e:
+        raise ConfigurationError(f"Session {session!r}: {e}") from None
 
 
 def _show(name: str, value: Any) -> str:

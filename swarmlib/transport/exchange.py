@@ -260,14 +260,7 @@ class ShardedExchange:
             raise ConfigurationError("This exchange is closed; create a new one.")
         if secure:
             _check_secure(merge, len(participants))
-        check_replicas(replicas, len(participants))
-        if secure and replicas > 1:
-            raise ConfigurationError(
-                f"owner_replicas={replicas} cannot be combined with secure aggregation: secure "
-                "aggregation masks each contribution for its shard's one owner and reveals the "
-                "unmasking keys to it alone. Use one of the two (owner_replicas=1 with "
-                "secure_aggregation=True, or secure_aggregation=False)."
-            )
+        check_replicas(replicas, len(participants), secure)
         started = time.perf_counter()
         agreement = merge.spec + ("+secure_aggregation" if secure else "")
         agreement += f"+replicas={replicas}" if replicas > 1 else ""

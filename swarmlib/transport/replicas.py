@@ -24,8 +24,13 @@ from swarmlib.errors import ConfigurationError
 __all__ = ["Vote", "blame", "check_replicas", "majority", "outvoted", "owned_by", "owners_of"]
 
 
-def check_replicas(replicas: int, participants: int) -> None:
-    """Raise unless ``replicas`` owners per shard fit a round of ``participants``."""
+def check_replicas(replicas: int, participants: int, secure: bool = False) -> None:
+    """Raise unless ``replicas`` owners per shard fit a round of ``participants``.
+
+    ``secure`` (secure aggregation) masks each contribution for one owner, so it
+    allows only ``replicas == 1``. The one check of these rules: the exchange, the
+    session's rules and the callback all call it.
+    """
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
         raise ConfigurationError(
             f"Invalid value for argument `owner_replicas`. Received: {replicas!r}. Expected "
@@ -34,7 +39,14 @@ def check_replicas(replicas: int, participants: int) -> None:
     if replicas > participants:
         raise ConfigurationError(
             f"owner_replicas={replicas} needs at least {replicas} participants in a round; this "
-            f"one has {participants}. Lower owner_replicas or raise min_peers to {replicas}."
+            f"one may have {participants}. Raise min_peers to {replicas}, or lower owner_replicas."
+        )
+    if secure and replicas > 1:
+        raise ConfigurationError(
+            f"owner_replicas={replicas} cannot be combined with secure aggregation: secure "
+            "aggregation masks each contribution for its shard's one owner and reveals the "
+            "unmasking keys to it alone. Choose one: secure aggregation (owners see only sums) "
+            "or replicated owners (a wrong merge is outvoted)."
         )
 
 
