@@ -110,6 +110,15 @@ contract SwarmLedger {
         address accused,
         bytes32 evidence
     );
+    event Receipt(
+        bytes32 indexed session,
+        uint64 indexed round,
+        uint32 attempt,
+        address indexed member,
+        bytes32 contributionHash,
+        bytes32 mergedHash,
+        bool initial
+    );
 
     error NotAdmin(address caller);
     error NotAMember(address account);
@@ -357,6 +366,25 @@ contract SwarmLedger {
         if (!r.votes[msg.sender].voted) revert NotVoted(msg.sender, round, attempt);
         if (!r.votes[accused].voted) revert NotVoted(accused, round, attempt);
         emit Reported(session, round, attempt, msg.sender, accused, evidence);
+    }
+
+    /// @notice A voter of a closed round attempt records what it took part with: the SHA-256
+    ///         of the contribution vector it sent, of the merged model it loaded, and whether
+    ///         the round merged as the initial one (everyone takes the first participant's).
+    ///         Only an event: `swarmlib audit --verify` checks disclosed contributions against it.
+    function receipt(
+        bytes32 session,
+        uint64 round,
+        uint32 attempt,
+        bytes32 contributionHash,
+        bytes32 mergedHash,
+        bool initial
+    ) external onlyActiveMember {
+        if (!sessions[session].exists) revert UnknownSession(session);
+        Round storage r = rounds[session][round][attempt];
+        if (!r.closed) revert RoundNotOpen(session, round, attempt);
+        if (!r.votes[msg.sender].voted) revert NotVoted(msg.sender, round, attempt);
+        emit Receipt(session, round, attempt, msg.sender, contributionHash, mergedHash, initial);
     }
 
     // ------------------------------------------------------------------- views

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -230,6 +231,10 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
             (a rule of the session; needs ``min_peers >= owner_replicas``, and
             costs ``owner_replicas`` times the traffic). Defaults to the
             session's, or ``SWARMLIB_OWNER_REPLICAS`` (see docs/security.md).
+        keep_contributions: A folder where this node keeps every contribution it
+            sends, to disclose to an auditor, who checks it against the round
+            receipts on chain and re-computes the merge (``swarmlib audit
+            --verify DIR``). Defaults to ``SWARMLIB_KEEP_CONTRIBUTIONS``, or none.
 
     Raises:
         ConfigurationError: in ``__init__``, for a bad, unknown or doubly spelled
@@ -259,6 +264,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         secure_aggregation: bool | None = None,
         privacy: GaussianDP | None = None,
         owner_replicas: int | None = None,
+        keep_contributions: str | os.PathLike[str] | None = None,
         **hpe: Any,
     ):
         super().__init__()
@@ -304,6 +310,7 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.secure_aggregation = secure_aggregation
         self.privacy = privacy
         self.owner_replicas = owner_replicas
+        self.keep_contributions = keep_contributions
         self._check_private()
 
     def _check_private(self) -> None:
@@ -347,6 +354,8 @@ class SwarmCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if self.node is None:
             overrides = {"session": self.training_contract} if self.training_contract else {}
             self.node = SwarmNode.from_env(**overrides)
+        if self.keep_contributions is not None:
+            self.node.config.keep_contributions = os.fspath(self.keep_contributions)
         self.node.expect(
             min_peers=self.min_peers,
             merge=self.merge,

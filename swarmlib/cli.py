@@ -4,7 +4,7 @@
     swarmlib chain deploy --rpc URL --key FILE            deploy SwarmLedger
     swarmlib member add|remove --rpc URL --contract ADDR --key FILE --address 0x… [--spiffe-id …]
     swarmlib session create --rpc URL --contract ADDR --key FILE --name S --min-peers N
-    swarmlib audit --rpc URL --contract ADDR [--session S]
+    swarmlib audit --rpc URL --contract ADDR [--session S] [--verify DIR …]
     swarmlib identity init-ca --trust-domain TD --out DIR  a dev CA (ca.pem, ca-key.pem)
     swarmlib identity issue --ca DIR --spiffe-id spiffe://TD/... --out DIR
     swarmlib run -n N [--workdir DIR] SCRIPT [ARGS…]      a local swarm of N processes
@@ -246,6 +246,14 @@ def _audit(args: argparse.Namespace) -> int:
         rules = client.session_rules(name)
         print(f"session {name!r} rules: {rules if rules else 'not fixed yet'}")
         print(format_audit(rows, name))
+        if args.verify:
+            from swarmlib.node.disclose import format_verdicts, load_disclosed, verify
+
+            verdicts = verify(rows, rules, load_disclosed(args.verify, name))
+            print(f"verifying session {name!r} from the contributions in "
+                  f"{', '.join(args.verify)}:")  # fmt: skip
+            print(format_verdicts(verdicts, name))
+            mismatch |= any(v.ok is False for v in verdicts)
     return 3 if mismatch else 0
 
 
@@ -352,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     aud = sub.add_parser("audit", help="per round: participants, samples, merged-hash agreement")
     chain_args(aud, key=False)
     aud.add_argument("--session", help="one session (default: all)")
+    aud.add_argument(
+        "--verify", action="append", metavar="DIR",
+        help="check contributions disclosed in DIR (keep_contributions) against the round "
+        "receipts and re-compute each round whose every contribution is there; repeatable",
+    )  # fmt: skip
     aud.set_defaults(func=_audit)
     return parser
 

@@ -183,6 +183,28 @@ def test_only_voters_of_a_closed_round_report_one_another(swarm: Swarm) -> None:
         (swarm.addr(0), swarm.addr(1), evidence)]  # fmt: skip
 
 
+def test_voters_of_a_closed_round_record_receipts(swarm: Swarm) -> None:
+    swarm.admin.create_session("s", min_peers=2, quorum_wait=600)
+    contribution, merged = bytes(range(32)), bytes(range(1, 33))
+    swarm.nodes[0].ready("s", 0, 0, 10)
+    with pytest.raises(errors.RoundNotOpen):  # nothing merged yet
+        swarm.nodes[0].receipt("s", 0, 0, contribution, merged)
+    swarm.nodes[1].ready("s", 0, 0, 10)
+    swarm.nodes[2].ready("s", 0, 0, 10)  # closes it
+    swarm.nodes[0].receipt("s", 0, 0, contribution, merged, initial=True)
+    swarm.add(3)
+    with pytest.raises(errors.NotVoted):  # a member that took no part has nothing to record
+        swarm.nodes[3].receipt("s", 0, 0, contribution, merged)
+    with pytest.raises(errors.NotAMember):
+        swarm.outsider.receipt("s", 0, 0, contribution, merged)
+    with pytest.raises(errors.ConfigurationError, match="32 bytes"):
+        swarm.nodes[0].receipt("s", 0, 0, b"short", merged)
+    logs = swarm.admin.contract.events.Receipt().get_logs(from_block=0)
+    assert [(e["args"]["member"], e["args"]["contributionHash"], e["args"]["mergedHash"],
+             e["args"]["initial"]) for e in logs] == [
+        (swarm.addr(0), contribution, merged, True)]  # fmt: skip
+
+
 def test_the_latest_round_and_attempt_are_one_call_away(swarm: Swarm) -> None:
     # where a late node joins, without scanning Voted events from block 0
     swarm.admin.create_session("s", min_peers=2, quorum_wait=600)

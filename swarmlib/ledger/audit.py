@@ -3,7 +3,9 @@
 Read from the contract's events (``Voted``, ``RoundAgreed``) with ``get_logs``
 over an explicit block range. The hash of the model merged in round *r* is what
 each participant reports as ``previousMergedHash`` when it votes in round
-*r + 1*; so the latest round stays "pending" until the next vote.
+*r + 1*, and what it records in its round receipt (``Receipt``, sent just after
+the round) with the SHA-256 of the contribution it sent; a round is "pending"
+only while neither has arrived.
 
 With differential privacy, each row also holds the epsilon spent once that
 round is merged, recomputed here from the session's rules on chain (noise
@@ -32,6 +34,10 @@ class AuditRow:
         reports: SPIFFE IDs of participants whose merge was outvoted by their
             shard's other owners (``owner_replicas``), each with the SPIFFE IDs
             of the participants that reported it on chain.
+        contributions: Per participant address, the SHA-256 of the contribution
+            it sent, from its round receipt (participants without one are absent).
+        initial: Whether the receipts say the round merged as the initial one
+            (everyone took the first participant's model); ``None`` without receipts.
     """
 
     round: int
@@ -45,6 +51,8 @@ class AuditRow:
     epsilon: float | None = None
     owner_replicas: int = 1
     reports: dict[str, list[str]] = field(default_factory=dict)
+    contributions: dict[str, bytes] = field(default_factory=dict)
+    initial: bool | None = None
 
     @property
     def merged_hash(self) -> bytes | None:
@@ -76,6 +84,14 @@ def audit(client: LedgerClient, session: str, *, from_block: int = 0) -> list[Au
     ):
         a = ev["args"]
         reported_by[a["round"], a["attempt"]].setdefault(a["accused"], []).append(a["reporter"])
+    receipts: dict[tuple[int, int], dict[str, tuple[bytes, bytes, bool]]] = defaultdict(dict)
+    for ev in events.Receipt().get_logs(
+        argument_filters={"session": sid}, from_block=from_block, to_block=latest
+    ):
+        a = ev["args"]  # a member's first receipt of an attempt counts
+        receipts[a["round"], a["attempt"]].setdefault(
+            a["member"], (bytes(a["contributionHash"]), bytes(a["mergedHash"]), a["initial"])
+        )
     samples: dict[tuple[int, int, str], int] = {}
     reported: dict[int, dict[str, bytes]] = defaultdict(dict)  # round -> member -> hash
     for ev in votes:
@@ -111,10 +127,16 @@ def audit(client: LedgerClient, session: str, *, from_block: int = 0) -> list[Au
                 if address not in spiffe:
                     spiffe[address] = client.member(address).spiffe_id
             row.reports[spiffe[accused]] = [spiffe[a] for a in reporters]
+        got = receipts.get((r, att), {})
+        row.contributions = {p: got[p][0] for p in people if p in got}
+        flags = {got[p][2] for p in people if p in got}
+        row.initial = flags.pop() if len(flags) == 1 else None
         if att < final_attempt[r]:
             row.status = "retried"
         else:
-            row.hashes = {p: reported[r][p] for p in people if p in reported[r]}
+            loaded = {p: got[p][1] for p in people if p in got}
+            row.hashes = {p: reported[r][p] if p in reported[r] else loaded[p] for p in people
+                          if p in reported[r] or p in loaded}  # fmt: skip
             distinct = set(row.hashes.values())
             row.status = (
                 "pending" if not distinct else "agree" if len(distinct) == 1 else "MISMATCH"
@@ -135,6 +157,8 @@ def format_audit(rows: list[AuditRow], session: str) -> str:
     secure = any(row.secure_aggregation for row in rows)
     extra = f"{'epsilon':>8}  " if private else ""
     extra += "secagg  " if secure else ""
+    receipts = any(row.contributions for row in rows)
+    extra += "receipts  " if receipts else ""
     lines.append(
         f"{'round':>5} {'att':>3}  {'status':<8}  {'merged sha256':<16}  {extra}"
         "participants (samples)"
@@ -154,6 +178,8 @@ def format_audit(rows: list[AuditRow], session: str) -> str:
             note += f"  <- {accused}'s merge outvoted (reported by {', '.join(reporters)})"
         cells = f"{row.epsilon:>8.3g}  " if private and row.epsilon is not None else ""
         cells += ("on      " if row.secure_aggregation else "off     ") if secure else ""
+        if receipts:
+            cells += f"{len(row.contributions)}/{len(row.participants)}".ljust(10)
         lines.append(
             f"{row.round:>5} {row.attempt:>3}  {row.status:<8}  {digest:<16}  {cells}{who}{note}"
         )

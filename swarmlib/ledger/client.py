@@ -519,6 +519,33 @@ class LedgerClient:
             f"report({accused}, round {round_id}, attempt {attempt})",
         )  # fmt: skip
 
+    def receipt(
+        self,
+        session: str,
+        round_id: int,
+        attempt: int,
+        contribution_hash: bytes,
+        merged_hash: bytes,
+        *,
+        initial: bool = False,
+    ) -> TxReceipt:
+        """Record what this member took part in a closed round attempt with.
+
+        ``contribution_hash`` is the SHA-256 of the vector it sent, ``merged_hash``
+        that of the merged model it loaded (32 bytes each); ``initial`` says the
+        round gave everyone the first participant's model. Sent without simulating
+        it first, as votes are.
+        """
+        for name, value in (("contribution_hash", contribution_hash), ("merged_hash", merged_hash)):
+            if len(value) != 32:
+                raise ConfigurationError(f"`{name}` must be 32 bytes (a SHA-256).")
+        return self._send(
+            self.contract.functions.receipt(session_id(session), round_id, attempt,
+                                            contribution_hash, merged_hash, initial),
+            f"receipt(round {round_id}, attempt {attempt})",
+            check=False,
+        )  # fmt: skip
+
     def leave(self, session: str) -> TxReceipt:
         """Stop training in ``session``: its rounds no longer wait for this member.
 

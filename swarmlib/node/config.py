@@ -40,6 +40,8 @@ ENV = {
     "secure_aggregation": "SWARMLIB_SECURE_AGGREGATION",
     "privacy": "SWARMLIB_PRIVACY",
     "owner_replicas": "SWARMLIB_OWNER_REPLICAS",
+    "receipts": "SWARMLIB_RECEIPTS",
+    "keep_contributions": "SWARMLIB_KEEP_CONTRIBUTIONS",
 }
 #: The settings that are session rules, checked against the chain at join().
 RULES = ("min_peers", "merge", "secure_aggregation", "privacy", "owner_replicas")
@@ -77,6 +79,12 @@ class NodeConfig:
         owner_replicas: How many participants this node expects to merge each
             shard (``SWARMLIB_OWNER_REPLICAS``; 3 outvotes one wrong owner).
             ``None`` takes the session's.
+        receipts: Record each merged round's receipt on chain (the SHA-256 of
+            this node's contribution and of the model it loaded; one small
+            transaction per round, sent in the background). Defaults to ``True``.
+        keep_contributions: A folder where this node writes each contribution it
+            sends (``.npy`` and a ``.json`` of its receipt), for disclosure to an
+            auditor (``swarmlib audit --verify DIR``). Defaults to keeping none.
     """
 
     contract: str = ""
@@ -98,6 +106,8 @@ class NodeConfig:
     secure_aggregation: bool | None = None
     privacy: GaussianDP | None = None
     owner_replicas: int | None = None
+    receipts: bool = True
+    keep_contributions: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> NodeConfig:

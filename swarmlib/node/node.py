@@ -59,6 +59,7 @@ from swarmlib.ledger.keys import load_or_create_account
 from swarmlib.merge import First, ShardedMerge, Strategy, get_strategy
 from swarmlib.node.catchup import fetch_swarm_model, round_to_join
 from swarmlib.node.config import RULES, NodeConfig
+from swarmlib.node.disclose import keep_contribution
 from swarmlib.node.membership import Membership
 from swarmlib.node.private import check_private, private_vector
 from swarmlib.node.rules import agree_rules, check_rules
@@ -330,14 +331,17 @@ class SwarmNode:
         )
         vector, layout = flatten([*weights, *extra], labels, out=self._flat)
         self._flat = vector  # written again next round: the exchange reads it only in its round
-        j.votes.settle_leaving()
+        j.votes.settle_writes()
         j.votes.finished = False  # after any leave still being sent: this vote brings it back
         early = j.votes.take(n_samples)
         if early is None:
             j.membership.register_if_rotated()
         merges = {k: _Labelled(s.sharded(layout), names)
                   for k, s in (("initial", First()), ("sync", j.strategy))}  # fmt: skip
-        result, timing = self._attempts(j, vector, n_samples, merges, kind, early, privacy)
+        result, timing, kind, sent = self._attempts(j, vector, n_samples, merges, kind, early,
+                                                    privacy)  # fmt: skip
+        if result is not None:
+            self._record(j, result, sent, initial=kind == "initial")
         if result is None:  # forfeited: nothing merged, nothing to serve, the next round merges
             self.round += 1
             own = [np.array(w) for w in weights] if copy else list(weights)
@@ -382,11 +386,12 @@ class SwarmNode:
         kind: SyncKind,
         early: Future[EarlyVote] | None,
         privacy: GaussianDP | None,
-    ) -> tuple[RoundResult | None, dict[str, float]]:
+    ) -> tuple[RoundResult | None, dict[str, float], SyncKind, np.ndarray]:
         """Vote, wait for the agreed round, exchange; retry failed attempts without culprits.
 
-        Returns ``None`` for a forfeited round (secure aggregation, see
-        :class:`~swarmlib.errors.RoundForfeited`).
+        Returns the result (``None`` for a forfeited round: secure aggregation, see
+        :class:`~swarmlib.errors.RoundForfeited`), the timing, the kind of merge
+        the round took (a late node's ``initial`` becomes ``sync``) and the vector sent.
         """
         excluded: set[str] = set()
         attempt, catching_up = 0, False
@@ -439,25 +444,40 @@ class SwarmNode:
                 assert self._base is not None  # check_private made sure
                 noisy = private_vector(privacy, vector, self._base, len(peers), secure,
                                        self._rng, self.round)  # fmt: skip
+            sent = vector if noisy is None else noisy
             try:
                 result = j.exchange.run_round(
-                    peers, vector if noisy is None else noisy, round_id=self.round,
+                    peers, sent, round_id=self.round,
                     attempt=attempt, merge=merges[kind], secure=secure,
                     replicas=j.rules.owner_replicas,
                     # a private merge counts every node alike: its sensitivity is clip_norm / n
                     weight=1.0 if privacy is not None else float(n_samples),
                 )  # fmt: skip
                 timing["exchange_s"] += time.perf_counter() - t2
-                return result, timing
+                return result, timing, kind, sent
             except RoundForfeited as e:
                 timing["exchange_s"] += time.perf_counter() - t2
                 logger.warning("%s", e)
-                return None, timing
+                return None, timing, kind, sent
             except RoundFailed as e:
                 timing["exchange_s"] += time.perf_counter() - t2
                 self._report_outvoted(j, e, attempt)
                 self._retry_or_raise(j, e, attempt, excluded)
                 attempt += 1
+
+    def _record(self, j: _Joined, result: RoundResult, sent: np.ndarray, *, initial: bool) -> None:
+        """The round's receipt on chain (in the background) and, if kept, the contribution."""
+        attempt = result.stats.attempt
+        contribution, merged = bytes.fromhex(result.contribution), bytes.fromhex(result.sha256)
+        if self.config.receipts:
+            j.votes.receipt(self.round, attempt, contribution, merged, initial=initial)
+        if self.config.keep_contributions:
+            path = keep_contribution(
+                self.config.keep_contributions, self.config.session, self.round, attempt, sent,
+                address=j.account.address, spiffe_id=j.identity.spiffe_id,
+                contribution=result.contribution, merged=result.sha256, initial=initial,
+            )  # fmt: skip
+            logger.info("Round %d: this node's contribution kept in %s", self.round, path)
 
     def _report_outvoted(self, j: _Joined, e: RoundFailed, attempt: int) -> None:
         """Record on chain the owners whose merge was outvoted (replicated shard owners).

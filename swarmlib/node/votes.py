@@ -1,8 +1,10 @@
-"""A node's chain writes that overlap training: votes cast ahead, and leaving the session.
+"""A node's chain writes that overlap training: votes cast ahead, round receipts, leaving.
 
 Every write of one node goes through one background worker, in order, so that no
-two transactions race for a nonce: a vote cast ahead of a sync, a ``leave`` sent
-when ``fit`` ends, and the next round's vote come out one after the other.
+two transactions race for a nonce: a round's receipt, a vote cast ahead of a sync,
+a ``leave`` sent when ``fit`` ends, and the next round's vote come out one after
+the other. A write sent from the caller's thread (a vote in ``sync``) first waits
+for those still being sent (:meth:`Votes.settle_writes`).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class Votes:
         self.before_vote = before_vote
         self._worker: ThreadPoolExecutor | None = None
         self._ahead: tuple[int, int, Future[EarlyVote]] | None = None  # round, n_samples, vote
-        self._leaving: Future[None] | None = None  # a leave not waited for
+        self._writes: list[Future[None]] = []  # receipts and a leave not waited for
         self.finished = False  # the chain has this node's leave, and it has not voted since
 
     def _background(self) -> ThreadPoolExecutor:
@@ -93,13 +95,32 @@ class Votes:
                 ahead[2].result()
             except SwarmError as e:  # the vote is abandoned: say why
                 logger.warning("The vote cast ahead for round %d failed: %s", ahead[0], e)
-        self.settle_leaving()
+        self.settle_writes()
 
-    def settle_leaving(self) -> None:
-        """Wait for a leave still being sent, before this thread sends (nonce order)."""
-        leaving, self._leaving = self._leaving, None
-        if leaving is not None:
-            leaving.result()  # it logs its own failure
+    def settle_writes(self) -> None:
+        """Wait for receipts and a leave still being sent, before this thread sends (nonces)."""
+        writes, self._writes = self._writes, []
+        for write in writes:
+            write.result()  # each logs its own failure
+
+    def receipt(
+        self, round_id: int, attempt: int, contribution: bytes, merged: bytes, *, initial: bool
+    ) -> None:
+        """Record this node's receipt of a merged round on chain, in the background.
+
+        A receipt that fails is logged, not raised: the model is merged either way,
+        and ``swarmlib audit`` shows the round without it.
+        """
+
+        def send() -> None:
+            try:
+                self.ledger.receipt(self.session, round_id, attempt, contribution, merged,
+                                    initial=initial)  # fmt: skip
+            except SwarmError as e:
+                logger.warning("Could not record the receipt of round %d attempt %d on chain: %s",
+                               round_id, attempt, e)  # fmt: skip
+
+        self._writes.append(self._background().submit(send))
 
     def leave(self, *, wait: bool) -> None:
         """Tell the chain this node stopped training (once; logged, not raised, on failure)."""
@@ -117,7 +138,7 @@ class Votes:
         if wait:
             send()
         else:
-            self._leaving = self._background().submit(send)
+            self._writes.append(self._background().submit(send))
 
     def close(self) -> None:
         if self._worker is not None:

@@ -38,10 +38,12 @@ the sockets in :mod:`swarmlib.transport.sockets`; this module holds the phases.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -174,6 +176,7 @@ class ShardedExchange:
         self._early: deque[tuple[dict[str, Any], str, list[bytes]]] = deque(maxlen=_EARLY_LIMIT)
         self._last_round: tuple[int, int] | None = None
         self._blamed: set[tuple[str, str]] = set()  # (sender, channel) already warned about
+        self._hasher: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -194,6 +197,9 @@ class ShardedExchange:
     def close(self) -> None:
         """Close every socket and the context (waits up to ``linger_ms`` for queued sends)."""
         self._sockets.close()
+        if self._hasher is not None:
+            self._hasher.shutdown()
+            self._hasher = None
 
     def __enter__(self) -> ShardedExchange:
         return self
@@ -267,6 +273,8 @@ class ShardedExchange:
         st, own = self._begin(
             participants, vector, round_id, attempt, weight, agreement, out, secure, replicas
         )
+        # hashed beside the round (hashlib lets go of the GIL): the receipt of what was sent
+        contribution = self._hashing().submit(_sha256, own)
         try:
             self._phases(st, own, merge, started)
         except RoundFailed as e:
@@ -288,7 +296,12 @@ class ShardedExchange:
                     "sent, %d dropped), sha256 %s", self.name, round_id, attempt, len(st.peers),
                     st.stats.total_s, st.stats.bytes_sent / 1e6, st.stats.dropped,
                     digest[:12])  # fmt: skip
-        return RoundResult(st.out, digest, st.stats)
+        return RoundResult(st.out, digest, st.stats, contribution.result())
+
+    def _hashing(self) -> ThreadPoolExecutor:
+        if self._hasher is None:
+            self._hasher = ThreadPoolExecutor(1, thread_name_prefix="swarmlib-hash")
+        return self._hasher
 
     def _phases(self, st: RoundState, own: np.ndarray, merge: ShardMerge, started: float) -> None:
         """Keys, reduce-scatter, merge, all-gather, confirm; each phase timed in ``st.stats``."""
@@ -578,6 +591,10 @@ class ShardedExchange:
         if disputes:
             raise st.disputed("reduce partial of shard", disputes, disputed)
         return total
+
+
+def _sha256(vector: np.ndarray) -> str:
+    return hashlib.sha256(vector.data.cast("B")).hexdigest()
 
 
 def _forfeited(e: RoundFailed) -> RoundForfeited:

@@ -131,11 +131,16 @@ class RoundStats:
 
 @dataclass(frozen=True)
 class RoundResult:
-    """The merged vector (identical on every participant), its SHA-256 and the round's stats."""
+    """The merged vector (identical on every participant), its SHA-256 and the round's stats.
+
+    ``contribution`` is the SHA-256 of the vector this node sent (its bytes as
+    given, before any masking): what its round receipt on chain records.
+    """
 
     vector: np.ndarray
     sha256: str
     stats: RoundStats
+    contribution: str = ""
 
 
 def shard_bounds(length: int, n: int) -> list[tuple[int, int]]:
