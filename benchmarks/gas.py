@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         w3.eth.get_block("pending")["timestamp"] + 601
     )
     gas["closeRound (after the quorum wait)"] = [nodes[0].close_round("train", 2, 1)["gasUsed"]]
+    gas["receipt (each node, after each merged round)"] = [
+        node.receipt("train", 1, 0, b"\x05" * 32, b"\x06" * 32)["gasUsed"] for node in nodes
+    ]
     gas["report (an outvoted owner, by a voter of a closed round)"] = [
         nodes[0].report("train", 1, 0, nodes[1].account.address, b"\x07" * 32)["gasUsed"]  # type: ignore[union-attr]
     ]
