@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -36,15 +37,22 @@ def swarm() -> Iterator[Swarm]:
     yield Swarm()
 
 
-@pytest.fixture
-def nodes() -> Iterator[list[ShardedExchange]]:
-    """Three exchanges in this process on 127.0.0.1 (5 s timeout), closed afterwards."""
-    made = [ShardedExchange(timeout=5, linger_ms=0, name=f"n{i}") for i in range(3)]
+@contextmanager
+def exchanges(n: int) -> Iterator[list[ShardedExchange]]:
+    """``n`` exchanges in this process on 127.0.0.1 (5 s timeout), closed afterwards."""
+    made = [ShardedExchange(timeout=5, linger_ms=0, name=f"n{i}") for i in range(n)]
     try:
         yield made
     finally:
         for ex in made:
             ex.close()
+
+
+@pytest.fixture
+def nodes() -> Iterator[list[ShardedExchange]]:
+    """Three exchanges in this process on 127.0.0.1 (5 s timeout), closed afterwards."""
+    with exchanges(3) as made:
+        yield made
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from swarmlib.ledger.server import ChainServer
 from swarmlib.merge import First, get_strategy
 from swarmlib.node.disclose import Disclosed, load_disclosed, replay_merge, verify
 from swarmlib.transport import Peer, ShardedExchange
-from tests.conftest import run_threads
+from tests.conftest import exchanges, run_threads
 from tests.node_worker import node_weights
 from tests.test_node import _run, _swarm
 
@@ -33,12 +33,8 @@ def _flat(index: int, round_id: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def five() -> Iterator[list[ShardedExchange]]:
-    made = [ShardedExchange(timeout=5, linger_ms=0, name=f"n{i}") for i in range(5)]
-    try:
+    with exchanges(5) as made:
         yield made
-    finally:
-        for ex in made:
-            ex.close()
 
 
 @pytest.mark.parametrize(
@@ -79,7 +75,7 @@ def test_the_replayed_merge_is_the_exchanges_bit_for_bit_in_any_vote_order(
 _rounds = count()  # the module's exchanges go on from round to round
 
 
-def test_the_secure_sum_replays_exactly() -> None:
+def test_the_secure_sum_replay_is_the_fixed_point_mean() -> None:
     rng = np.random.default_rng(3)
     vectors = [rng.standard_normal(500).astype(np.float32) for _ in range(3)]
     weights, names = [1.0, 2.0, 5.0], ["a", "b", "c"]

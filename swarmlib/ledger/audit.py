@@ -84,14 +84,7 @@ def audit(client: LedgerClient, session: str, *, from_block: int = 0) -> list[Au
     ):
         a = ev["args"]
         reported_by[a["round"], a["attempt"]].setdefault(a["accused"], []).append(a["reporter"])
-    receipts: dict[tuple[int, int], dict[str, tuple[bytes, bytes, bool]]] = defaultdict(dict)
-    for ev in events.Receipt().get_logs(
-        argument_filters={"session": sid}, from_block=from_block, to_block=latest
-    ):
-        a = ev["args"]  # a member's first receipt of an attempt counts
-        receipts[a["round"], a["attempt"]].setdefault(
-            a["member"], (bytes(a["contributionHash"]), bytes(a["mergedHash"]), a["initial"])
-        )
+    receipts = _receipts(client, sid, from_block, latest)
     samples: dict[tuple[int, int, str], int] = {}
     reported: dict[int, dict[str, bytes]] = defaultdict(dict)  # round -> member -> hash
     for ev in votes:
@@ -143,6 +136,21 @@ def audit(client: LedgerClient, session: str, *, from_block: int = 0) -> list[Au
             )
         rows.append(row)
     return rows
+
+
+def _receipts(
+    client: LedgerClient, sid: bytes, from_block: int, latest: int
+) -> dict[tuple[int, int], dict[str, tuple[bytes, bytes, bool]]]:
+    """Per round attempt and member: contribution hash, merged hash, initial flag."""
+    receipts: dict[tuple[int, int], dict[str, tuple[bytes, bytes, bool]]] = defaultdict(dict)
+    for ev in client.contract.events.Receipt().get_logs(
+        argument_filters={"session": sid}, from_block=from_block, to_block=latest
+    ):
+        a = ev["args"]  # a member's first receipt of an attempt counts
+        receipts[a["round"], a["attempt"]].setdefault(
+            a["member"], (bytes(a["contributionHash"]), bytes(a["mergedHash"]), a["initial"])
+        )
+    return receipts
 
 
 def format_audit(rows: list[AuditRow], session: str) -> str:

@@ -450,6 +450,7 @@ class SwarmNode:
                     peers, sent, round_id=self.round,
                     attempt=attempt, merge=merges[kind], secure=secure,
                     replicas=j.rules.owner_replicas,
+                    hash_contribution=self.config.receipts or bool(self.config.keep_contributions),
                     # a private merge counts every node alike: its sensitivity is clip_norm / n
                     weight=1.0 if privacy is not None else float(n_samples),
                 )  # fmt: skip
@@ -468,9 +469,9 @@ class SwarmNode:
     def _record(self, j: _Joined, result: RoundResult, sent: np.ndarray, *, initial: bool) -> None:
         """The round's receipt on chain (in the background) and, if kept, the contribution."""
         attempt = result.stats.attempt
-        contribution, merged = bytes.fromhex(result.contribution), bytes.fromhex(result.sha256)
         if self.config.receipts:
-            j.votes.receipt(self.round, attempt, contribution, merged, initial=initial)
+            j.votes.receipt(self.round, attempt, bytes.fromhex(result.contribution),
+                            bytes.fromhex(result.sha256), initial=initial)  # fmt: skip
         if self.config.keep_contributions:
             path = keep_contribution(
                 self.config.keep_contributions, self.config.session, self.round, attempt, sent,

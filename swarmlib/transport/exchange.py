@@ -221,6 +221,7 @@ class ShardedExchange:
         out: np.ndarray | None = None,
         secure: bool = False,
         replicas: int = 1,
+        hash_contribution: bool = True,
     ) -> RoundResult:
         """Exchange and merge ``vector`` with the participants.
 
@@ -246,6 +247,9 @@ class ShardedExchange:
                 (:mod:`swarmlib.transport.replicas`): 3 outvotes one wrong owner
                 per shard, 2 detects one, 1 (the default) trusts the single
                 owner. Every participant must pass the same; not with ``secure``.
+            hash_contribution: Hash ``vector`` beside the round, for
+                ``RoundResult.contribution`` (a node's round receipt). Defaults
+                to ``True``; ``False`` leaves it empty and saves the pass.
 
         Returns:
             The merged vector, byte-identical on every participant, with its
@@ -274,7 +278,7 @@ class ShardedExchange:
             participants, vector, round_id, attempt, weight, agreement, out, secure, replicas
         )
         # hashed beside the round (hashlib lets go of the GIL): the receipt of what was sent
-        contribution = self._hashing().submit(_sha256, own)
+        contribution = self._hashing().submit(_sha256, own) if hash_contribution else None
         try:
             self._phases(st, own, merge, started)
         except RoundFailed as e:
@@ -296,7 +300,7 @@ class ShardedExchange:
                     "sent, %d dropped), sha256 %s", self.name, round_id, attempt, len(st.peers),
                     st.stats.total_s, st.stats.bytes_sent / 1e6, st.stats.dropped,
                     digest[:12])  # fmt: skip
-        return RoundResult(st.out, digest, st.stats, contribution.result())
+        return RoundResult(st.out, digest, st.stats, contribution.result() if contribution else "")
 
     def _hashing(self) -> ThreadPoolExecutor:
         if self._hasher is None:
