@@ -59,7 +59,7 @@ round goes on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 __all__ = [
     "AlreadyAdmin",
@@ -190,25 +190,8 @@ class PeerTimeout(RoundFailed, TimeoutError):
 
 
 class PeerRejected(RoundFailed):
-    """A participant's contribution was refused (bad model size, NaN/Inf, bad weight).
-
-    Attributes:
-        outvoted: With replicated shard owners, the culprits whose merged shard
-            (or reduce partial) the shard's other owners outvoted, each with the
-            SHA-256 of its copy; empty otherwise.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        culprits: Sequence[str],
-        round_id: int,
-        attempt: int,
-        outvoted: Mapping[str, bytes] | None = None,
-    ):
-        super().__init__(message, culprits=culprits, round_id=round_id, attempt=attempt)
-        self.outvoted = dict(outvoted or {})
+    """A participant's contribution was refused (bad model size, NaN/Inf, bad weight), or
+    the copies of a shard's replicated owners disagree with no majority."""
 
 
 class RoundForfeited(RoundFailed):

@@ -44,7 +44,6 @@ from swarmlib.errors import (
     ConfigurationError,
     FetchFailed,
     IdentityError,
-    LedgerError,
     NotAMember,
     PeerRejected,
     QuorumTimeout,
@@ -462,13 +461,24 @@ class SwarmNode:
                 return None, timing, kind, sent
             except RoundFailed as e:
                 timing["exchange_s"] += time.perf_counter() - t2
-                self._report_outvoted(j, e, attempt)
                 self._retry_or_raise(j, e, attempt, excluded)
                 attempt += 1
 
     def _record(self, j: _Joined, result: RoundResult, sent: np.ndarray, *, initial: bool) -> None:
-        """The round's receipt on chain (in the background) and, if kept, the contribution."""
+        """The round's receipt and reports on chain (in the background); the kept contribution.
+
+        An owner whose merged copy the shard's other owners outvoted is reported
+        (replicated shard owners), with the SHA-256 of its copy as evidence.
+        """
         attempt = result.stats.attempt
+        for name, evidence in result.outvoted.items():
+            if name != j.identity.spiffe_id:
+                logger.warning(
+                    "Round %d attempt %d: %s's merge was outvoted by the shard's other owners "
+                    "(copy sha256 %s); reporting it on chain", self.round, attempt, name,
+                    evidence.hex()[:16],
+                )  # fmt: skip
+                j.votes.report(self.round, attempt, j.membership.address_of(name), evidence)
         if self.config.receipts:
             j.votes.receipt(self.round, attempt, bytes.fromhex(result.contribution),
                             bytes.fromhex(result.sha256), initial=initial)  # fmt: skip
@@ -479,24 +489,6 @@ class SwarmNode:
                 contribution=result.contribution, merged=result.sha256, initial=initial,
             )  # fmt: skip
             logger.info("Round %d: this node's contribution kept in %s", self.round, path)
-
-    def _report_outvoted(self, j: _Joined, e: RoundFailed, attempt: int) -> None:
-        """Record on chain the owners whose merge was outvoted (replicated shard owners).
-
-        Best effort: a report that fails is logged, and the round goes on.
-        """
-        if not isinstance(e, PeerRejected) or j.identity.spiffe_id in e.culprits:
-            return
-        for name, evidence in e.outvoted.items():
-            address = j.membership.address_of(name)
-            try:
-                j.ledger.report(self.config.session, self.round, attempt, address, evidence)
-                logger.warning(
-                    "Reported %s on chain: its merge in round %d attempt %d was outvoted "
-                    "(copy sha256 %s)", name, self.round, attempt, evidence.hex()[:16],
-                )  # fmt: skip
-            except (LedgerError, ConfigurationError) as failed:
-                logger.warning("Could not report %s on chain: %s", name, failed)
 
     def _retry_or_raise(self, j: _Joined, e: RoundFailed, attempt: int, excluded: set[str]) -> None:
         """Raise ``e`` if this node is to blame or attempts are spent; else note the culprits."""

@@ -122,6 +122,22 @@ class Votes:
 
         self._writes.append(self._background().submit(send))
 
+    def report(self, round_id: int, attempt: int, accused: str, evidence: bytes) -> None:
+        """Record on chain, in the background, that ``accused`` (an address) was outvoted.
+
+        ``evidence`` is the SHA-256 of its outvoted copy. A report that fails is
+        logged, not raised: the round took the majority's copy either way.
+        """
+
+        def send() -> None:
+            try:
+                self.ledger.report(self.session, round_id, attempt, accused, evidence)
+            except SwarmError as e:
+                logger.warning("Could not report %s on chain for round %d attempt %d: %s",
+                               accused, round_id, attempt, e)  # fmt: skip
+
+        self._writes.append(self._background().submit(send))
+
     def leave(self, *, wait: bool) -> None:
         """Tell the chain this node stopped training (once; logged, not raised, on failure)."""
         self.settle()

@@ -67,7 +67,7 @@ from swarmlib.transport.framing import (
     REDUCE,
     REVEAL,
 )
-from swarmlib.transport.replicas import check_replicas, majority
+from swarmlib.transport.replicas import check_replicas
 from swarmlib.transport.round import (
     Peer,
     RoundResult,
@@ -258,9 +258,11 @@ class ShardedExchange:
         Raises:
             PeerTimeout: a participant sent nothing expected within the timeout.
             PeerRejected: a participant's contribution was refused (other model
-                size or dtype, NaN/Inf, bad weight), an owner's merged shard
-                was outvoted by the shard's other owners, or a participant
-                abandoned the round because of another.
+                size or dtype, NaN/Inf, bad weight), the replicated owners of a
+                shard sent copies of which none has a majority (with
+                ``replicas`` > 1; a copy that has one is taken, and an owner it
+                outvoted is named in :attr:`RoundResult.outvoted`), or a
+                participant abandoned the round because of another.
             RoundForfeited: with ``secure``, the round failed after this node
                 revealed its masks; do not retry it (see the module docstring).
             ConfigurationError: bad arguments (this node not in the list,
@@ -300,7 +302,8 @@ class ShardedExchange:
                     "sent, %d dropped), sha256 %s", self.name, round_id, attempt, len(st.peers),
                     st.stats.total_s, st.stats.bytes_sent / 1e6, st.stats.dropped,
                     digest[:12])  # fmt: skip
-        return RoundResult(st.out, digest, st.stats, contribution.result() if contribution else "")
+        return RoundResult(st.out, digest, st.stats, contribution.result() if contribution else "",
+                           st.outvoted_names())  # fmt: skip
 
     def _hashing(self) -> ThreadPoolExecutor:
         if self._hasher is None:
@@ -336,7 +339,7 @@ class ShardedExchange:
             st.mark_merged(k)
         self._pump(st, MERGED)
         if st.disputes:
-            raise st.disputed("merged shard", st.disputes, st.copies)
+            raise st.disputed("merged shard")
         st.stats.gather_s = time.perf_counter() - t3
         self._confirm(st)
 
@@ -581,19 +584,18 @@ class ShardedExchange:
         self._pump(st, REDUCE)
         size = next(iter(partials.values())).size
         total = np.zeros(size)
-        disputes, disputed = {}, {}
         for k in range(len(st.peers)):
             copies = {o: got[o, k] for o in st.owners(k)}
-            for o, value in copies.items():
-                if value.size != size or not np.isfinite(value).all():
+            for o, value in copies.items():  # with replicas, the other owners outvote it
+                if st.replicas == 1 and (value.size != size or not np.isfinite(value).all()):
                     raise st.reject(o, "it sent a malformed or non-finite reduce message")
-            vote = majority(copies)
-            if vote.dissenters:
-                disputes[k], disputed[k] = vote, copies
-            elif vote.winner is not None:
+            vote = st.judge(k, copies)
+            if vote.winner is not None:
+                if copies[vote.winner].size != size:  # a majority of owners colluded
+                    raise st.reject_many(sorted(copies), "malformed reduce messages")
                 total += copies[vote.winner]
-        if disputes:
-            raise st.disputed("reduce partial of shard", disputes, disputed)
+        if st.disputes:
+            raise st.disputed("reduce partial of shard")
         return total
 
 

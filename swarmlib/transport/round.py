@@ -135,12 +135,16 @@ class RoundResult:
 
     ``contribution`` is the SHA-256 of the vector this node sent (its bytes as
     given, before any masking): what its round receipt on chain records.
+    ``outvoted`` names each owner whose merged copy (or reduce partial) the shard's
+    other owners outvoted, with the SHA-256 of that copy: the round took the
+    majority's copy, and the evidence is for the chain (``report``).
     """
 
     vector: np.ndarray
     sha256: str
     stats: RoundStats
     contribution: str = ""
+    outvoted: dict[str, bytes] = field(default_factory=dict)
 
 
 def shard_bounds(length: int, n: int) -> list[tuple[int, int]]:
@@ -257,7 +261,8 @@ class RoundState:
     merged_mine: set[int] = field(default_factory=set)  # shards this node has merged
     final: set[int] = field(default_factory=set)  # shards of ``out`` that are settled
     copies: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)  # shard: owner: copy
-    disputes: dict[int, Vote] = field(default_factory=dict)  # shards whose copies disagree
+    disputes: dict[int, Vote] = field(default_factory=dict)  # shards without a majority copy
+    outvoted: dict[int, bytes] = field(default_factory=dict)  # owner: SHA-256 of its lost copy
     done_from: set[int] = field(default_factory=set)
     reduces: dict[int, dict[tuple[int, int], np.ndarray]] = field(default_factory=dict)
     pending: dict[int, list[tuple[dict[str, Any], bytes, zmq.Frame]]] = field(default_factory=dict)
@@ -332,30 +337,36 @@ class RoundState:
         if any(o not in got for o in owners if o != self.me):
             return
         copies = {**got, **({self.me: self.out[a:b]} if self.me in owners else {})}
-        vote = majority(copies)
-        if vote.dissenters:  # judged once every copy is here (see :meth:`disputed`)
-            self.disputes[shard] = vote
+        vote = self.judge(shard, copies)
+        if vote.winner is None:  # judged once every copy is here (see :meth:`disputed`)
             self.copies[shard] = copies
             return
-        assert vote.winner is not None
         if vote.winner != self.me:
             self.out[a:b] = copies[vote.winner]
         self.final.add(shard)
         self.copies.pop(shard, None)
         self.hash_ready_shards()
 
-    def disputed(
-        self, what: str, disputes: dict[int, Vote], copies: dict[int, dict[int, np.ndarray]]
-    ) -> PeerRejected:
-        """The error for shards whose owners' copies disagree: every dissenter is a culprit.
+    def judge(self, shard: int, copies: dict[int, np.ndarray]) -> Vote:
+        """Compare a shard's copies: record an outvoted owner's evidence; without a
+        majority, record the shard in ``disputes``."""
+        vote = majority(copies)
+        if vote.winner is not None and not np.isfinite(copies[vote.winner]).all():
+            vote = Vote(None, sorted(copies))  # a majority of owners colluded on NaN or Inf
+        if vote.winner is None:
+            self.disputes[shard] = vote
+        elif vote.dissenters:
+            self.outvoted.update(outvoted({shard: vote}, {shard: copies}))
+        return vote
 
-        ``copies`` are each disputed shard's copies by owner; the outvoted ones'
-        hashes go into :attr:`PeerRejected.outvoted`.
-        """
-        culprits, why = blame(what, disputes, [p.name for p in self.peers])
-        error = self.reject_many(culprits, why)
-        error.outvoted = {self.peers[o].name: h for o, h in outvoted(disputes, copies).items()}
-        return error
+    def disputed(self, what: str) -> PeerRejected:
+        """The error for shards whose owners' copies have no majority: all their owners."""
+        culprits, why = blame(what, self.disputes, [p.name for p in self.peers])
+        return self.reject_many(culprits, why)
+
+    def outvoted_names(self) -> dict[str, bytes]:
+        """:attr:`RoundResult.outvoted`: each outvoted owner by name, with its evidence."""
+        return {self.peers[o].name: h for o, h in sorted(self.outvoted.items())}
 
     def hash_ready_shards(self) -> None:
         """Feed the hash with every final shard, in order, as soon as it is there.
@@ -784,7 +795,9 @@ class RoundState:
         if kind == CONTRIB:
             self.contribs[j, shard] = (target, float(header["w"]))
             return True
-        if not np.isfinite(target).all():  # an owner's merge of finite updates is finite
+        if self.replicas == 1 and not np.isfinite(target).all():
+            # an owner's merge of finite updates is finite; with replicas, the other
+            # owners' copies outvote it (see :meth:`judge`)
             target[:] = 0
             self.abort = self.reject(j, f"the merged shard {shard} it owns holds NaN or Inf")
             return True
